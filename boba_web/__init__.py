@@ -1,0 +1,1 @@
+"""Quart-Trio web layer: thin routes over `boba_runtime`, pages, SSE."""

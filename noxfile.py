@@ -1,0 +1,39 @@
+"""Every CI check is a default session here; `.ci/run` just runs `nox`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Protocol, golden, runtime and loopback tests (everything but the browser)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "-m", "not browser", "--durations=10", *(session.posargs or ("tests",))
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "boba_proto", "boba_runtime", "boba_web", "tests", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the sans-IO core."""
+    session.install("-e", ".[typecheck]")
+    session.run("mypy", "--strict", "boba_proto")
+
+
+@nox.session
+def golden_update(session: nox.Session) -> None:
+    """Deliberate snapshot refresh: never run in CI; review the diff before committing."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/golden", "--snapshot-update")
