@@ -1,0 +1,753 @@
+"""The order store: SQLite with a transactional outbox (DESIGN §3, CONTRACT §4, §7, §8).
+
+One transaction writes an order together with its "received" SMS outbox row and its
+`order_created` event row, so the three exist together or not at all. SQLite runs in WAL
+mode with `synchronous=FULL`, so a commit that returned survives power loss, not only a
+killed process. Every blocking sqlite3 call runs in `trio.to_thread.run_sync` behind a
+`CapacityLimiter(1)` that guards the single connection; the event loop never blocks on
+disk. Several processes may share one file (`boba serve --workers N`): every write runs
+in `BEGIN IMMEDIATE` (one writer at a time across processes, `busy_timeout` to wait),
+ids come from the database, and order numbers are chosen inside that write lock.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import trio
+
+from boba_proto.model import ACTIVE_STATUSES, Drink, Order, OrderDraft, OrderStatus
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ORDER_NUMBER_SPACE = 10_000
+BUSY_TIMEOUT_MS = 5_000
+ACTIVE_SQL = "('received', 'ready')"
+
+RECEIVED_SMS = (
+    "Thanks for your order! Your order number is {number}. "
+    "We'll text you when it's ready for pickup."
+)
+READY_SMS = "Your boba order #{number} is now ready for pickup!"
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """Base class of every store error; the message is one readable sentence."""
+
+
+class OrderNotFound(StoreError):
+    """No order ever had that number (HTTP 404)."""
+
+
+class OrderConflict(StoreError):
+    """The transition is not allowed from the order's current status (HTTP 409)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database does not answer (locked too long, unreadable, disk error): HTTP 503."""
+
+
+class StoreConfigError(StoreError, ValueError):
+    """`BOBA_DATABASE` names something this build cannot open: the operator's to fix."""
+
+
+class OrderNumbersExhausted(StoreError):
+    """All 10,000 four-digit numbers belong to active orders."""
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """One row of the event table: what SSE sends as `id:` and `data:`."""
+
+    id: int
+    data: str
+
+
+class OutboxMessage(msgspec.Struct, frozen=True):
+    """One SMS waiting in the durable outbox (CONTRACT §8)."""
+
+    id: int
+    order_number: str
+    kind: str  # "received" | "ready"
+    to: str
+    body: str
+    attempts: int
+    first_attempt_at: str | None
+
+
+class SmsState(enum.Enum):
+    """Outbox row states. `sending` = an attempt was recorded and its outcome is not."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    UNKNOWN = "unknown"
+    # plus "failed:<code>", stored as text
+
+
+_EVENT_ENCODER = msgspec.json.Encoder()
+_DRINKS_DECODER = msgspec.json.Decoder(tuple[Drink, ...])
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """UTC ISO 8601 with `Z`, to the second: the shape CONTRACT §4 shows."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_precise_time(moment: datetime) -> str:
+    """UTC ISO 8601 with microseconds and `Z`; fixed width, so text order = time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def sms_body(kind: str, order_number: str) -> str:
+    """The SMS texts of CONTRACT §8, exactly."""
+    template = {"received": RECEIVED_SMS, "ready": READY_SMS}[kind]
+    return template.format(number=order_number)
+
+
+def sqlite_path_from_url(database_url: str) -> str:
+    """`sqlite:///relative`, `sqlite:////absolute` (and `sqlite:///:memory:`) → a path."""
+    if database_url.startswith(("postgresql://", "postgres://")):
+        raise StoreConfigError(
+            "BOBA_DATABASE: PostgreSQL is not supported in this build; "
+            "use sqlite:///path/to/file.sqlite3"
+        )
+    prefix = "sqlite:///"
+    if not database_url.startswith(prefix) or len(database_url) == len(prefix):
+        raise StoreConfigError(
+            "BOBA_DATABASE must look like sqlite:///relative/path or sqlite:////absolute/path"
+        )
+    return database_url[len(prefix) :]
+
+
+# --- schema ------------------------------------------------------------------------------
+
+# Each migration is a list of statements applied in one transaction; append, never edit.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE orders (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            order_number TEXT NOT NULL CHECK (length(order_number) = 4),
+            status TEXT NOT NULL
+                CHECK (status IN ('received', 'ready', 'picked_up', 'cancelled')),
+            phone TEXT NOT NULL,
+            items TEXT NOT NULL,
+            total_cents INTEGER NOT NULL,
+            call_sid TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            ready_at TEXT,
+            finished_at TEXT
+        )""",
+        # The schema itself keeps a number unique among active orders.
+        f"""CREATE UNIQUE INDEX orders_active_number ON orders (order_number)
+            WHERE status IN {ACTIVE_SQL}""",
+        "CREATE INDEX orders_number ON orders (order_number, id)",
+        "CREATE INDEX orders_phone ON orders (phone, id)",
+        "CREATE INDEX orders_status ON orders (status, id)",
+        """CREATE TABLE sms_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            order_id INTEGER NOT NULL REFERENCES orders (id),
+            kind TEXT NOT NULL CHECK (kind IN ('received', 'ready')),
+            to_phone TEXT NOT NULL,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            first_attempt_at TEXT,
+            last_attempt_at TEXT,
+            next_attempt_at TEXT NOT NULL,
+            provider_sid TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (order_id, kind)
+        )""",
+        "CREATE INDEX sms_outbox_due ON sms_outbox (state, next_attempt_at)",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            data TEXT NOT NULL
+        )""",
+    ),
+)
+
+ORDER_COLUMNS = """o.id, o.order_number, o.status, o.phone, o.items, o.total_cents,
+    o.call_sid, o.created_at, o.ready_at,
+    (SELECT state FROM sms_outbox WHERE order_id = o.id AND kind = 'received'),
+    (SELECT state FROM sms_outbox WHERE order_id = o.id AND kind = 'ready')"""
+
+
+def _public_sms_state(state: str | None) -> str | None:
+    """An attempt in flight is still `queued` to the outside (CONTRACT §4 values)."""
+    if state == SmsState.SENDING.value:
+        return SmsState.QUEUED.value
+    return state
+
+
+def _row_to_order(row: Sequence[Any]) -> Order:
+    return Order(
+        order_number=row[1],
+        status=OrderStatus(row[2]),
+        phone=row[3],
+        items=_DRINKS_DECODER.decode(row[4]),
+        total_cents=row[5],
+        call_sid=row[6],
+        created_at=row[7],
+        ready_at=row[8],
+        sms_received=_public_sms_state(row[9]),
+        sms_ready=_public_sms_state(row[10]),
+    )
+
+
+# --- the synchronous core, run in a worker thread ----------------------------------------
+
+
+class _SqliteDb:
+    """The blocking half: one connection, used by one thread at a time (the limiter)."""
+
+    def __init__(self, path: str, rng: random.Random) -> None:
+        self._rng = rng
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(
+            path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+            check_same_thread=False,  # used from trio's worker threads, one at a time
+        )
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if path != ":memory:" and str(mode).lower() != "wal":
+                raise StoreUnavailable(f"could not switch the database to WAL mode ({mode})")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one `BEGIN IMMEDIATE` transaction: all of it commits or none."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _migrate(self) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            current = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations"
+            ).fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise StoreConfigError(
+                    f"the database schema is version {current}, newer than this build "
+                    f"knows ({len(MIGRATIONS)}); upgrade BobaRista"
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, format_time(utc_now())),
+                )
+                log.info("store: applied schema migration %d", version)
+
+        self._write(apply)
+
+    def schema_version(self) -> int:
+        row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0])
+
+    # -- orders --
+
+    def _pick_number(self, conn: sqlite3.Connection) -> str:
+        """A random number not held by an active order; read inside the write lock."""
+        used = {
+            row[0]
+            for row in conn.execute(
+                f"SELECT order_number FROM orders WHERE status IN {ACTIVE_SQL}"
+            )
+        }
+        if len(used) >= ORDER_NUMBER_SPACE:
+            raise OrderNumbersExhausted(
+                "all 10,000 order numbers belong to active orders; "
+                "mark some orders picked up or cancelled"
+            )
+        for _ in range(8):  # cheap while the shop is far from full
+            candidate = f"{self._rng.randrange(ORDER_NUMBER_SPACE):04d}"
+            if candidate not in used:
+                return candidate
+        free = [f"{n:04d}" for n in range(ORDER_NUMBER_SPACE) if f"{n:04d}" not in used]
+        return self._rng.choice(free)
+
+    @staticmethod
+    def _add_event(conn: sqlite3.Connection, now: str, kind: str, number: str, status: str) -> None:
+        data = _EVENT_ENCODER.encode(
+            {"type": kind, "order_number": number, "status": status}
+        ).decode()
+        conn.execute("INSERT INTO events (created_at, data) VALUES (?, ?)", (now, data))
+
+    @staticmethod
+    def _queue_sms(
+        conn: sqlite3.Connection, order_id: int, kind: str, to: str, number: str, now: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO sms_outbox (order_id, kind, to_phone, body, next_attempt_at, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (order_id, kind, to, sms_body(kind, number), now, now),
+        )
+
+    @staticmethod
+    def _order_by_id(conn: sqlite3.Connection, order_id: int) -> Order:
+        row = conn.execute(
+            f"SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id = ?", (order_id,)
+        ).fetchone()
+        return _row_to_order(row)
+
+    def commit_order(self, draft: OrderDraft, now: datetime) -> Order:
+        created = format_time(now)
+        precise = format_precise_time(now)
+        items = msgspec.json.encode(draft.items).decode()
+
+        def work(conn: sqlite3.Connection) -> Order:
+            number = self._pick_number(conn)
+            cursor = conn.execute(
+                "INSERT INTO orders (order_number, status, phone, items, total_cents, "
+                "call_sid, created_at) VALUES (?, 'received', ?, ?, ?, ?, ?)",
+                (number, draft.phone, items, draft.total_cents, draft.call_sid, created),
+            )
+            order_id = cursor.lastrowid
+            assert order_id is not None
+            self._queue_sms(conn, order_id, "received", draft.phone, number, precise)
+            self._add_event(conn, precise, "order_created", number, "received")
+            return self._order_by_id(conn, order_id)
+
+        return self._write(work)
+
+    @staticmethod
+    def _find(conn: sqlite3.Connection, number: str) -> tuple[int, Order] | None:
+        """The active order with that number, else the most recent one that had it."""
+        row = conn.execute(
+            f"SELECT {ORDER_COLUMNS} FROM orders o WHERE o.order_number = ? "
+            f"ORDER BY (o.status IN {ACTIVE_SQL}) DESC, o.id DESC LIMIT 1",
+            (number,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), _row_to_order(row))
+
+    def get_order(self, number: str) -> Order | None:
+        found = self._find(self.conn, number)
+        return None if found is None else found[1]
+
+    def list_orders(self, statuses: Sequence[str] | None, limit: int) -> list[Order]:
+        if statuses is None:
+            rows = self.conn.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders o ORDER BY o.id DESC LIMIT ?", (limit,)
+            )
+        else:
+            marks = ", ".join("?" for _ in statuses)
+            rows = self.conn.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders o WHERE o.status IN ({marks}) "
+                "ORDER BY o.id DESC LIMIT ?",
+                (*statuses, limit),
+            )
+        return [_row_to_order(row) for row in rows]
+
+    def orders_for_phones(
+        self, phones: Sequence[str], number: str | None, limit: int
+    ) -> list[Order]:
+        if not phones:
+            return []
+        marks = ", ".join("?" for _ in phones)
+        sql = f"SELECT {ORDER_COLUMNS} FROM orders o WHERE o.phone IN ({marks})"
+        params: list[object] = list(phones)
+        if number is not None:
+            sql += " AND o.order_number = ?"
+            params.append(number)
+        sql += " ORDER BY o.id DESC LIMIT ?"
+        params.append(limit)
+        return [_row_to_order(row) for row in self.conn.execute(sql, params)]
+
+    def transition(
+        self, number: str, target: OrderStatus, now: datetime
+    ) -> tuple[Order, bool]:
+        """Move the order to `target` per the lifecycle of CONTRACT §4, in one transaction."""
+        allowed_from = {
+            OrderStatus.READY: OrderStatus.RECEIVED,
+            OrderStatus.PICKED_UP: OrderStatus.READY,
+            OrderStatus.CANCELLED: OrderStatus.RECEIVED,
+        }[target]
+        stamp = format_time(now)
+        precise = format_precise_time(now)
+
+        def work(conn: sqlite3.Connection) -> tuple[Order, bool]:
+            found = self._find(conn, number)
+            if found is None:
+                raise OrderNotFound(f"there is no order {number}")
+            order_id, order = found
+            if order.status is target and target is OrderStatus.READY:
+                return order, False  # Done is idempotent
+            if order.status is not allowed_from:
+                raise OrderConflict(_conflict_message(order, target))
+            if target is OrderStatus.READY:
+                conn.execute(
+                    "UPDATE orders SET status = 'ready', ready_at = ? WHERE id = ?",
+                    (stamp, order_id),
+                )
+                self._queue_sms(conn, order_id, "ready", order.phone, number, precise)
+            else:
+                conn.execute(
+                    "UPDATE orders SET status = ?, finished_at = ? WHERE id = ?",
+                    (target.value, stamp, order_id),
+                )
+            self._add_event(conn, precise, "order_status_changed", number, target.value)
+            return self._order_by_id(conn, order_id), True
+
+        return self._write(work)
+
+    def expire_ready(self, cutoff: datetime, now: datetime) -> list[Order]:
+        stamp = format_time(now)
+        precise = format_precise_time(now)
+
+        def work(conn: sqlite3.Connection) -> list[Order]:
+            ids = [
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT id FROM orders WHERE status = 'ready' AND ready_at <= ? "
+                    "ORDER BY id",
+                    (format_time(cutoff),),
+                )
+            ]
+            expired = []
+            for order_id in ids:
+                conn.execute(
+                    "UPDATE orders SET status = 'picked_up', finished_at = ? WHERE id = ?",
+                    (stamp, order_id),
+                )
+                order = self._order_by_id(conn, order_id)
+                self._add_event(
+                    conn, precise, "order_status_changed", order.order_number, "picked_up"
+                )
+                expired.append(order)
+            return expired
+
+        return self._write(work)
+
+    # -- events --
+
+    def events_after(self, last_id: int, limit: int) -> list[StoredEvent]:
+        rows = self.conn.execute(
+            "SELECT id, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
+        )
+        return [StoredEvent(id=int(r[0]), data=r[1]) for r in rows]
+
+    def last_event_id(self) -> int:
+        row = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        return int(row[0])
+
+    # -- SMS outbox --
+
+    def due_sms(self, now: datetime, limit: int) -> list[OutboxMessage]:
+        rows = self.conn.execute(
+            "SELECT m.id, o.order_number, m.kind, m.to_phone, m.body, m.attempts, "
+            "m.first_attempt_at FROM sms_outbox m JOIN orders o ON o.id = m.order_id "
+            "WHERE m.state = 'queued' AND m.next_attempt_at <= ? "
+            "ORDER BY m.next_attempt_at, m.id LIMIT ?",
+            (format_precise_time(now), limit),
+        )
+        return [
+            OutboxMessage(
+                id=int(r[0]),
+                order_number=r[1],
+                kind=r[2],
+                to=r[3],
+                body=r[4],
+                attempts=int(r[5]),
+                first_attempt_at=r[6],
+            )
+            for r in rows
+        ]
+
+    def mark_sms_sending(self, message_id: int, now: datetime) -> bool:
+        precise = format_precise_time(now)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE sms_outbox SET state = 'sending', attempts = attempts + 1, "
+                "first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ? "
+                "WHERE id = ? AND state = 'queued'",
+                (precise, precise, message_id),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(work)
+
+    def mark_sms_result(
+        self,
+        message_id: int,
+        result: str,
+        retry_at: datetime | None,
+        provider_sid: str | None,
+    ) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            if result == SmsState.QUEUED.value:
+                assert retry_at is not None
+                cursor = conn.execute(
+                    "UPDATE sms_outbox SET state = 'queued', next_attempt_at = ? "
+                    "WHERE id = ? AND state = 'sending'",
+                    (format_precise_time(retry_at), message_id),
+                )
+            else:
+                cursor = conn.execute(
+                    "UPDATE sms_outbox SET state = ?, provider_sid = coalesce(?, provider_sid) "
+                    "WHERE id = ? AND state = 'sending'",
+                    (result, provider_sid, message_id),
+                )
+            return cursor.rowcount == 1
+
+        return self._write(work)
+
+    def mark_stale_sending_unknown(self, cutoff: datetime) -> list[int]:
+        def work(conn: sqlite3.Connection) -> list[int]:
+            ids = [
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT id FROM sms_outbox WHERE state = 'sending' AND last_attempt_at <= ?",
+                    (format_precise_time(cutoff),),
+                )
+            ]
+            for message_id in ids:
+                conn.execute(
+                    "UPDATE sms_outbox SET state = 'unknown' WHERE id = ? AND state = 'sending'",
+                    (message_id,),
+                )
+            return ids
+
+        return self._write(work)
+
+    def sms_row(self, message_id: int) -> dict[str, object] | None:
+        cursor = self.conn.execute("SELECT * FROM sms_outbox WHERE id = ?", (message_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+
+    def ping(self) -> None:
+        self.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+
+
+def _conflict_message(order: Order, target: OrderStatus) -> str:
+    number, status = order.order_number, order.status.value.replace("_", " ")
+    if target is OrderStatus.READY:
+        return f"order {number} is already {status} and cannot be marked done"
+    if target is OrderStatus.PICKED_UP:
+        return f"order {number} is {status}; only a ready order can be picked up"
+    return f"order {number} is {status}; only a received order can be cancelled"
+
+
+LIST_FILTERS: dict[str, tuple[str, ...] | None] = {
+    "active": tuple(s.value for s in OrderStatus if s in ACTIVE_STATUSES),
+    "all": None,
+    **{s.value: (s.value,) for s in OrderStatus},
+}
+
+
+# --- the async face ----------------------------------------------------------------------
+
+
+class OrderStore:
+    """The order store the runtime and the web layer use; every method is trio-async."""
+
+    def __init__(self, db: _SqliteDb, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self.clock = clock
+        self._limiter = trio.CapacityLimiter(1)
+        self._closed = False
+        self._outbox_changed = trio.Event()
+
+    @classmethod
+    async def open(
+        cls,
+        database_url: str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+    ) -> OrderStore:
+        """Open (creating if needed) and migrate the store at `database_url`.
+
+        `rng` picks order numbers; tests pass a seeded `random.Random`.
+        """
+        path = sqlite_path_from_url(database_url)
+        chooser = rng if rng is not None else random.SystemRandom()
+        try:
+            db = await trio.to_thread.run_sync(_SqliteDb, path, chooser)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the order database: {exc}") from exc
+        return cls(db, clock)
+
+    async def __aenter__(self) -> OrderStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            await self._run(self._db.close, check_open=False)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, check_open: bool = True) -> T:
+        if check_open and self._closed:
+            raise StoreUnavailable("the order store is closed")
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except sqlite3.IntegrityError:
+            raise  # a bug in our SQL, not an outage: let it surface as one
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the order database does not answer: {exc}") from exc
+
+    def _outbox_grew(self) -> None:
+        event, self._outbox_changed = self._outbox_changed, trio.Event()
+        event.set()
+
+    def outbox_event(self) -> trio.Event:
+        """Set when this process queues an SMS; take it BEFORE reading `due_sms`."""
+        return self._outbox_changed
+
+    async def ping(self) -> None:
+        await self._run(self._db.ping)
+
+    async def schema_version(self) -> int:
+        return await self._run(self._db.schema_version)
+
+    async def commit_order(self, draft: OrderDraft) -> Order:
+        """Commit order + "received" SMS + `order_created` event in one transaction."""
+        order = await self._run(self._db.commit_order, draft, self.clock())
+        self._outbox_grew()
+        return order
+
+    async def get_order(self, order_number: str) -> Order | None:
+        return await self._run(self._db.get_order, order_number)
+
+    async def list_orders(self, *, status: str = "active", limit: int = 50) -> list[Order]:
+        if status not in LIST_FILTERS:
+            raise ValueError(f"unknown order status filter {status!r}")
+        return await self._run(self._db.list_orders, LIST_FILTERS[status], limit)
+
+    async def mark_ready(self, order_number: str) -> tuple[Order, bool]:
+        """received → ready with its SMS and event; (order, False) when already ready."""
+        result = await self._run(
+            self._db.transition, order_number, OrderStatus.READY, self.clock()
+        )
+        if result[1]:
+            self._outbox_grew()
+        return result
+
+    async def mark_picked_up(self, order_number: str) -> Order:
+        order, _ = await self._run(
+            self._db.transition, order_number, OrderStatus.PICKED_UP, self.clock()
+        )
+        return order
+
+    async def cancel(self, order_number: str) -> Order:
+        order, _ = await self._run(
+            self._db.transition, order_number, OrderStatus.CANCELLED, self.clock()
+        )
+        return order
+
+    async def orders_for_phones(
+        self, phones: Sequence[str], *, order_number: str | None = None, limit: int = 10
+    ) -> list[Order]:
+        return await self._run(self._db.orders_for_phones, tuple(phones), order_number, limit)
+
+    async def expire_ready(self, *, older_than: timedelta) -> list[Order]:
+        """ready → picked_up for orders ready longer than `older_than` (with events)."""
+        now = self.clock()
+        return await self._run(self._db.expire_ready, now - older_than, now)
+
+    async def events_after(self, last_id: int, *, limit: int = 500) -> list[StoredEvent]:
+        return await self._run(self._db.events_after, last_id, limit)
+
+    async def last_event_id(self) -> int:
+        return await self._run(self._db.last_event_id)
+
+    # -- SMS outbox --
+
+    async def due_sms(self, *, limit: int = 20) -> list[OutboxMessage]:
+        return await self._run(self._db.due_sms, self.clock(), limit)
+
+    async def mark_sms_sending(self, message_id: int) -> bool:
+        """Record an attempt BEFORE the request goes out; a claim across processes.
+
+        Returns False when the message is no longer queued (another worker took it, or it
+        was settled): the caller must then not send it.
+        """
+        return await self._run(self._db.mark_sms_sending, message_id, self.clock())
+
+    async def mark_sms_result(
+        self,
+        message_id: int,
+        result: str,
+        *,
+        retry_at: datetime | None = None,
+        provider_sid: str | None = None,
+    ) -> bool:
+        """Settle an attempt: "sent" | "unknown" | "failed:<code>" | "queued" (+ retry_at).
+
+        Only a message in state "sending" changes, so a "sent" message is never re-queued.
+        """
+        if result == SmsState.QUEUED.value and retry_at is None:
+            raise ValueError("a retry needs retry_at")
+        valid = result in {"sent", "unknown", "queued"} or (
+            result.startswith("failed:") and len(result) > len("failed:")
+        )
+        if not valid:
+            raise ValueError(f"unknown SMS result {result!r}")
+        return await self._run(
+            self._db.mark_sms_result, message_id, result, retry_at, provider_sid
+        )
+
+    async def mark_stale_sending_unknown(self, *, older_than: timedelta) -> list[int]:
+        """Attempts left "sending" longer than `older_than` (a crash mid-send) → "unknown".
+
+        The message may have gone out, so it is never re-sent blindly.
+        """
+        return await self._run(self._db.mark_stale_sending_unknown, self.clock() - older_than)
+
+    async def sms_row(self, message_id: int) -> dict[str, object] | None:
+        """The raw outbox row, for tests and diagnostics."""
+        return await self._run(self._db.sms_row, message_id)
