@@ -1,0 +1,261 @@
+"""The agent side of a call: a WebSocket to the Deepgram Voice Agent (or anything speaking it).
+
+`run_call` does not care what is behind the link: Deepgram, the fake agent of the tests,
+or the built-in local agent (reached at `ws://127.0.0.1:{port}/agent/local`, or in-process
+through any object with the same three methods). It only needs an `AgentConnector`: an
+async context manager factory that yields an `AgentConnection` and closes it on exit.
+
+The real connector is `open_agent_link`: trio-websocket, `Authorization: Token <key>` when
+a key is set (no auth otherwise, for fakes and the local agent), a connect timeout, a
+message-size cap, and a bounded close (CONTRACT §5: the agent socket is closed within 2 s
+of the caller leaving). KeepAlive is a decision of the call core (it knows when audio last
+flowed); this module only carries frames.
+
+`check_think_model` is the start-up check of CONTRACT §2 (`boba serve` refuses to start
+when Deepgram does not offer `BOBA_THINK_MODEL`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import trio
+import trio_websocket
+
+log = logging.getLogger(__name__)
+
+DEEPGRAM_AGENT_URL = "wss://agent.deepgram.com/v1/agent/converse"
+THINK_MODELS_PATH = "/v1/agent/settings/think/models"
+CONNECT_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 2.0
+THINK_CHECK_TIMEOUT_S = 3.0
+
+
+class AgentUnreachable(Exception):
+    """The agent could not be reached: connection refused, timeout, rejected handshake."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AgentClosed(Exception):
+    """The agent socket is gone (closed by the agent, the network, or us)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AgentConnection(Protocol):
+    """What `run_call` needs from the agent side of a call."""
+
+    async def receive(self) -> str | bytes:
+        """The next message: `str` for JSON text frames, `bytes` for audio; `AgentClosed` at the end."""
+        ...
+
+    async def send(self, data: str | bytes) -> None:
+        """Send one message (text = JSON, bytes = audio); `AgentClosed` if the socket is gone."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the link (idempotent, bounded in time)."""
+        ...
+
+
+AgentConnector = Callable[[], AbstractAsyncContextManager[AgentConnection]]
+"""Opens one agent connection per call; raises `AgentUnreachable` when it cannot."""
+
+
+class WebSocketAgentConnection:
+    """An `AgentConnection` over a trio-websocket client connection."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, close_timeout: float) -> None:
+        self._ws = ws
+        self._close_timeout = close_timeout
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._ws.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            raise AgentClosed(describe_close(exc.reason)) from None
+
+    async def send(self, data: str | bytes) -> None:
+        try:
+            await self._ws.send_message(data)
+        except trio_websocket.ConnectionClosed as exc:
+            raise AgentClosed(describe_close(exc.reason)) from None
+
+    async def aclose(self) -> None:
+        # Shielded so a hang-up (a cancellation) still sends the close frame, but bounded.
+        with trio.move_on_after(self._close_timeout, shield=True):
+            await self._ws.aclose()
+
+
+def describe_close(reason: trio_websocket.CloseReason | None) -> str:
+    if reason is None:
+        return "agent connection closed"
+    text = f"agent closed the connection (code {reason.code}"
+    return text + (f": {reason.reason})" if reason.reason else ")")
+
+
+def auth_headers(api_key: str | None) -> list[tuple[bytes, bytes]]:
+    """`Authorization: Token <key>` for Deepgram; nothing when no key is configured."""
+    if not api_key:
+        return []
+    return [(b"Authorization", b"Token " + api_key.encode("ascii"))]
+
+
+@asynccontextmanager
+async def open_agent_link(
+    url: str,
+    *,
+    api_key: str | None,
+    max_message_bytes: int,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    close_timeout: float = CLOSE_TIMEOUT_S,
+) -> AsyncIterator[AgentConnection]:
+    """Connect to the agent at `url`; close within `close_timeout` on exit (also on cancel)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"ws", "wss"}:
+        raise AgentUnreachable(f"agent URL must be ws:// or wss://, got {parts.scheme}://")
+    try:
+        cm = trio_websocket.open_websocket_url(
+            url,
+            extra_headers=auth_headers(api_key),
+            message_queue_size=16,
+            max_message_size=max_message_bytes,
+            connect_timeout=connect_timeout,
+            disconnect_timeout=close_timeout,
+        )
+        ws = await cm.__aenter__()
+    except trio_websocket.ConnectionRejected as exc:
+        hint = " (check DEEPGRAM_API_KEY)" if exc.status_code in (401, 403) else ""
+        raise AgentUnreachable(f"agent refused the connection: HTTP {exc.status_code}{hint}") from None
+    except trio_websocket.ConnectionTimeout:
+        raise AgentUnreachable(f"agent did not answer within {connect_timeout:g} s") from None
+    except trio_websocket.HandshakeError as exc:
+        raise AgentUnreachable(f"agent handshake failed: {exc!r}") from None
+    except OSError as exc:
+        raise AgentUnreachable(f"cannot reach the agent at {parts.netloc}: {exc.strerror or exc}") from None
+    link = WebSocketAgentConnection(ws, close_timeout)
+    try:
+        yield link
+    finally:
+        try:
+            await link.aclose()
+        finally:
+            with trio.move_on_after(close_timeout, shield=True):
+                await cm.__aexit__(None, None, None)
+
+
+def websocket_connector(
+    url: str,
+    *,
+    api_key: str | None,
+    max_message_bytes: int,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    close_timeout: float = CLOSE_TIMEOUT_S,
+) -> AgentConnector:
+    """An `AgentConnector` that opens one WebSocket per call to `url`."""
+
+    def connect() -> AbstractAsyncContextManager[AgentConnection]:
+        return open_agent_link(
+            url,
+            api_key=api_key,
+            max_message_bytes=max_message_bytes,
+            connect_timeout=connect_timeout,
+            close_timeout=close_timeout,
+        )
+
+    return connect
+
+
+def local_agent_url(server_host: str, server_port: int, *, tls: bool = False) -> str:
+    """Where `BOBA_AGENT_URL=local` lives: the `/agent/local` route of this very server."""
+    host = server_host
+    if host in {"", "0.0.0.0", "::"}:
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{'wss' if tls else 'ws'}://{host}:{server_port}/agent/local"
+
+
+# --- the start-up check of BOBA_THINK_MODEL ------------------------------------------------
+
+
+class ThinkModelUnavailable(Exception):
+    """Deepgram's list of think models does not offer the configured one."""
+
+
+def is_deepgram_url(agent_url: str) -> bool:
+    return urlsplit(agent_url).hostname == urlsplit(DEEPGRAM_AGENT_URL).hostname
+
+
+def think_models_url(agent_url: str) -> str:
+    """The REST list of think models on the agent's host (`wss://h/...` → `https://h/...`)."""
+    parts = urlsplit(agent_url)
+    scheme = "https" if parts.scheme in {"wss", "https"} else "http"
+    return urlunsplit((scheme, parts.netloc, THINK_MODELS_PATH, "", ""))
+
+
+def fetch_think_models(url: str, api_key: str, timeout: float) -> list[dict[str, object]]:
+    """GET the list (blocking: run it in a worker thread)."""
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Token {api_key}", "Accept": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = json.loads(response.read().decode("utf-8"))
+    models = body.get("models") if isinstance(body, dict) else None
+    if not isinstance(models, list):
+        raise ValueError("the think-model list has no 'models' array")
+    return [m for m in models if isinstance(m, dict)]
+
+
+async def check_think_model(
+    *,
+    agent_url: str,
+    api_key: str | None,
+    provider: str,
+    model: str,
+    timeout: float = THINK_CHECK_TIMEOUT_S,
+    fetch: Callable[[str, str, float], list[dict[str, object]]] = fetch_think_models,
+) -> str | None:
+    """Check BOBA_THINK_MODEL against Deepgram's list (CONTRACT §2).
+
+    Returns `None` when the model is offered or the check does not apply (not Deepgram's
+    URL, or no key), a warning sentence when the list could not be fetched (the caller
+    logs it and starts anyway), and raises `ThinkModelUnavailable` naming the setting when
+    Deepgram does not offer the model.
+    """
+    if not api_key or not is_deepgram_url(agent_url):
+        return None
+    url = think_models_url(agent_url)
+    models: list[dict[str, object]] | None = None
+    with trio.move_on_after(timeout):
+        try:
+            models = await trio.to_thread.run_sync(
+                fetch, url, api_key, timeout, abandon_on_cancel=True
+            )
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            return f"could not fetch Deepgram's think-model list ({type(exc).__name__}); not checking BOBA_THINK_MODEL"
+    if models is None:
+        return f"Deepgram's think-model list did not answer within {timeout:g} s; not checking BOBA_THINK_MODEL"
+    offered = [
+        (str(m.get("provider", "")), str(m.get("id", ""))) for m in models if m.get("id") is not None
+    ]
+    if any(mid == model and (not prov or prov == provider) for prov, mid in offered):
+        return None
+    same_provider = sorted(mid for prov, mid in offered if prov == provider)
+    choices = ", ".join(same_provider) if same_provider else "none"
+    raise ThinkModelUnavailable(
+        f"BOBA_THINK_MODEL: Deepgram does not offer {model!r} for provider {provider!r} "
+        f"(offered for {provider}: {choices})"
+    )
