@@ -58,7 +58,7 @@ class AgentConnection(Protocol):
     """What `run_call` needs from the agent side of a call."""
 
     async def receive(self) -> str | bytes:
-        """The next message: `str` for JSON text frames, `bytes` for audio; `AgentClosed` at the end."""
+        """The next message: `str` for JSON, `bytes` for audio; `AgentClosed` at the end."""
         ...
 
     async def send(self, data: str | bytes) -> None:
@@ -138,13 +138,15 @@ async def open_agent_link(
         ws = await cm.__aenter__()
     except trio_websocket.ConnectionRejected as exc:
         hint = " (check DEEPGRAM_API_KEY)" if exc.status_code in (401, 403) else ""
-        raise AgentUnreachable(f"agent refused the connection: HTTP {exc.status_code}{hint}") from None
+        status = exc.status_code
+        raise AgentUnreachable(f"agent refused the connection: HTTP {status}{hint}") from None
     except trio_websocket.ConnectionTimeout:
         raise AgentUnreachable(f"agent did not answer within {connect_timeout:g} s") from None
     except trio_websocket.HandshakeError as exc:
         raise AgentUnreachable(f"agent handshake failed: {exc!r}") from None
     except OSError as exc:
-        raise AgentUnreachable(f"cannot reach the agent at {parts.netloc}: {exc.strerror or exc}") from None
+        why = exc.strerror or exc
+        raise AgentUnreachable(f"cannot reach the agent at {parts.netloc}: {why}") from None
     link = WebSocketAgentConnection(ws, close_timeout)
     try:
         yield link
@@ -245,12 +247,16 @@ async def check_think_model(
                 fetch, url, api_key, timeout, abandon_on_cancel=True
             )
         except (OSError, ValueError, urllib.error.URLError) as exc:
-            return f"could not fetch Deepgram's think-model list ({type(exc).__name__}); not checking BOBA_THINK_MODEL"
+            return (
+                f"could not fetch Deepgram's think-model list ({type(exc).__name__}); "
+                "not checking BOBA_THINK_MODEL"
+            )
     if models is None:
-        return f"Deepgram's think-model list did not answer within {timeout:g} s; not checking BOBA_THINK_MODEL"
-    offered = [
-        (str(m.get("provider", "")), str(m.get("id", ""))) for m in models if m.get("id") is not None
-    ]
+        return (
+            f"Deepgram's think-model list did not answer within {timeout:g} s; "
+            "not checking BOBA_THINK_MODEL"
+        )
+    offered = [(str(m.get("provider", "")), str(m["id"])) for m in models if m.get("id")]
     if any(mid == model and (not prov or prov == provider) for prov, mid in offered):
         return None
     same_provider = sorted(mid for prov, mid in offered if prov == provider)

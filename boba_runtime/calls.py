@@ -121,9 +121,9 @@ class CallRegistry:
         """
         self._expire_pending()
         if call_sid:
-            if call_sid not in self._pending and call_sid not in self._active:
-                if self.load >= self.max_calls:
-                    raise CallsFull(f"{self.max_calls} calls already in progress")
+            known = call_sid in self._pending or call_sid in self._active
+            if not known and self.load >= self.max_calls:
+                raise CallsFull(f"{self.max_calls} calls already in progress")
             self._pending.pop(call_sid, None)
             self._active[call_sid] = self._active.get(call_sid, 0) + 1
         else:
