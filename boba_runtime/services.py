@@ -1,0 +1,116 @@
+"""Everything a request or a call needs, built once from Settings and handed down.
+
+No module-level state anywhere: `create_app(services)` and the call runtime get this
+value. To add a service, add a field with a default (engineer E: `metrics`; engineer G:
+`calls`) and build it in `open_services`; existing callers keep working.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from boba_proto.errors import MenuError
+from boba_runtime.events import DEFAULT_POLL_INTERVAL, EventFeed
+from boba_runtime.secrets import Secrets, load_secrets
+from boba_runtime.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from boba_proto.menu import Menu
+    from boba_runtime.store import OrderStore
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    settings: Settings
+    menu: Menu
+    store: OrderStore
+    events: EventFeed
+    staff_password: str
+    secret_key: bytes
+    started_at: datetime
+    password_file: Path | None = None
+    clock: Callable[[], datetime] = utc_now
+    sse_ping_interval: float = 15.0
+    metrics: Any = None  # boba_runtime.metrics.Metrics (engineer E)
+    calls: Any = None  # the call registry (engineer G)
+
+    def __repr__(self) -> str:
+        return f"Services(settings={self.settings!r}, started_at={self.started_at!r}, ***)"
+
+
+def load_menu(settings: Settings) -> Menu:
+    """`BOBA_MENU` or the built-in menu; any problem is a SettingsError naming BOBA_MENU."""
+    from boba_proto.menu import parse_menu
+
+    try:
+        if settings.menu is not None:
+            source = settings.menu
+            text = Path(source).read_text(encoding="utf-8")
+        else:
+            resource = importlib.resources.files("boba_proto").joinpath("menu.toml")
+            source = "built-in menu.toml"
+            text = resource.read_text(encoding="utf-8")
+        return parse_menu(text, source=source)
+    except (OSError, UnicodeDecodeError, MenuError) as error:
+        raise SettingsError("BOBA_MENU", str(error).replace("\n", " ")) from None
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    secrets: Secrets | None = None,
+    menu: Menu | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    sse_ping_interval: float = 15.0,
+    client_buffer: int | None = None,
+    store: OrderStore | None = None,
+) -> AsyncIterator[Services]:
+    """Open the store, start the event feed, yield Services; close all on exit.
+
+    `store` lets a test hand in an already open store (it is then not closed here).
+    """
+    from boba_runtime.store import OrderStore
+
+    if menu is None:
+        menu = load_menu(settings)
+    if secrets is None:
+        secrets = await trio.to_thread.run_sync(load_secrets, settings)
+    own_store = store is None
+    if store is None:
+        store = await OrderStore.open(settings.database)
+    try:
+        async with trio.open_nursery() as nursery:
+            feed_options: dict[str, Any] = {"poll_interval": poll_interval}
+            if client_buffer is not None:
+                feed_options["client_buffer"] = client_buffer
+            events = EventFeed(store, **feed_options)
+            await nursery.start(events.run)
+            yield Services(
+                settings=settings,
+                menu=menu,
+                store=store,
+                events=events,
+                staff_password=secrets.staff_password,
+                secret_key=secrets.secret_key,
+                started_at=utc_now(),
+                password_file=secrets.password_file,
+                sse_ping_interval=sse_ping_interval,
+            )
+            nursery.cancel_scope.cancel()
+    finally:
+        if own_store:
+            with trio.CancelScope(shield=True):
+                await store.aclose()

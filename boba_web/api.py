@@ -1,0 +1,149 @@
+"""The order API (CONTRACT §3/§4) and `/healthz`.
+
+Public: `GET /api/orders` (no phone, no SMS state). Staff: everything that shows a phone
+or changes an order. Store errors map to statuses here: unknown number 404, a transition
+the order's status does not allow 409, a store that does not answer 503.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec
+
+import msgspec
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from boba_proto.model import Order, order_to_json
+from boba_runtime.auth import SESSION_COOKIE, staff_authorized
+from boba_runtime.services import Services
+from boba_runtime.store import OrderConflict, OrderNotFound, StoreUnavailable
+from boba_web.errors import json_error
+
+P = ParamSpec("P")
+
+LIST_STATUSES = ("active", "ready", "all")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+HEALTH_TIMEOUT = 2.0  # seconds the store may take to answer /healthz
+
+
+def json_response(value: object, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(value), status=status, content_type="application/json")
+
+
+def request_is_staff(services: Services) -> bool:
+    """True when the current request carries the staff password or a valid session."""
+    return staff_authorized(
+        request.headers.get("Authorization"),
+        request.cookies.get(SESSION_COOKIE),
+        password=services.staff_password,
+        secret_key=services.secret_key,
+        now=services.clock(),
+    )
+
+
+def staff_only(
+    services: Services,
+) -> Callable[[Callable[P, Awaitable[Response]]], Callable[P, Awaitable[Response]]]:
+    """Decorator: 401 JSON unless `request_is_staff`."""
+
+    def decorate(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> Response:
+            if not request_is_staff(services):
+                return json_error(
+                    401,
+                    "Staff authentication is required: send the staff password as Basic or "
+                    "Bearer, or log in.",
+                    WWW_Authenticate='Bearer realm="boba"',
+                )
+            return await handler(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def _store_unavailable(error: StoreUnavailable) -> Response:
+    return json_error(503, f"The order store is unavailable right now: {error}")
+
+
+def register_api(app: QuartTrio, services: Services) -> None:
+    store = services.store
+
+    def private(order: Order) -> Response:
+        return json_response(order_to_json(order, with_private=True))
+
+    @app.get("/api/orders")
+    async def list_orders() -> Response:
+        status = request.args.get("status", "active")
+        if status not in LIST_STATUSES:
+            return json_error(400, "status must be one of active, ready or all.")
+        limit_text = request.args.get("limit", str(DEFAULT_LIMIT))
+        if not limit_text.isdigit() or int(limit_text) < 1:
+            return json_error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+        limit = min(int(limit_text), MAX_LIMIT)
+        try:
+            orders = await store.list_orders(status=status, limit=limit)
+        except StoreUnavailable as error:
+            return _store_unavailable(error)
+        return json_response([order_to_json(o, with_private=False) for o in orders])
+
+    @app.get("/api/orders/<order_number>")
+    @staff_only(services)
+    async def get_order(order_number: str) -> Response:
+        try:
+            order = await store.get_order(order_number)
+        except StoreUnavailable as error:
+            return _store_unavailable(error)
+        if order is None:
+            return json_error(404, f"There is no order {order_number}.")
+        return private(order)
+
+    async def change(order_number: str, apply: Callable[[str], Awaitable[Order]]) -> Response:
+        try:
+            order = await apply(order_number)
+        except OrderNotFound:
+            return json_error(404, f"There is no order {order_number}.")
+        except OrderConflict as error:
+            return json_error(409, str(error))
+        except StoreUnavailable as error:
+            return _store_unavailable(error)
+        services.events.notify()
+        return private(order)
+
+    async def mark_ready(order_number: str) -> Order:
+        order, _changed = await store.mark_ready(order_number)
+        return order
+
+    @app.post("/api/orders/<order_number>/done")
+    @staff_only(services)
+    async def done(order_number: str) -> Response:
+        return await change(order_number, mark_ready)
+
+    @app.post("/api/orders/<order_number>/picked-up")
+    @staff_only(services)
+    async def picked_up(order_number: str) -> Response:
+        return await change(order_number, store.mark_picked_up)
+
+    @app.post("/api/orders/<order_number>/cancel")
+    @staff_only(services)
+    async def cancel(order_number: str) -> Response:
+        return await change(order_number, store.cancel)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        reason = None
+        with trio.move_on_after(HEALTH_TIMEOUT) as scope:
+            try:
+                await store.ping()
+            except StoreUnavailable as error:
+                reason = f"the order store does not answer: {error}"
+        if scope.cancelled_caught:
+            reason = f"the order store did not answer within {HEALTH_TIMEOUT:g} s"
+        if reason is not None:
+            return json_response({"status": "unavailable", "reason": reason}, status=503)
+        return json_response({"status": "ok"})

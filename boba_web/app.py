@@ -1,0 +1,27 @@
+"""`create_app(services)`: the one Quart-Trio app; no globals, everything from Services.
+
+Each feature registers its routes with one line below: `register_x(app, services)`.
+"""
+
+from __future__ import annotations
+
+from quart_trio import QuartTrio
+
+from boba_runtime.services import Services
+from boba_web.api import register_api
+from boba_web.errors import register_error_handlers
+from boba_web.sse import register_sse
+
+MAX_REQUEST_BYTES = 1024 * 1024  # larger bodies get 413 JSON
+
+
+def create_app(services: Services) -> QuartTrio:
+    app = QuartTrio("boba_web")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    app.extensions["boba_services"] = services
+    register_error_handlers(app)
+    register_api(app, services)
+    register_sse(app, services)
+    # Other features register here, one line each: register_x(app, services).
+    return app

@@ -1,0 +1,54 @@
+"""JSON errors on every route: `{"error": "<one readable sentence>"}` with the right status.
+
+Never a stack trace, never an HTML error page (CONTRACT §3). Unexpected exceptions are
+logged here with their traceback and answered with a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from quart import Response
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("boba.web")
+
+SENTENCES = {
+    400: "The request is malformed.",
+    401: "Staff authentication is required.",
+    403: "This is not allowed.",
+    404: "There is nothing at this address.",
+    405: "This method is not allowed here.",
+    409: "That change is not possible in the order's current state.",
+    413: "The request is too large.",
+    429: "Too many requests; try again in a minute.",
+    500: "Something went wrong on our side.",
+    503: "The service is unavailable right now; try again shortly.",
+}
+
+
+def json_error(status: int, sentence: str | None = None, **headers: str) -> Response:
+    """The one shape of an error response."""
+    body = msgspec.json.encode({"error": sentence or SENTENCES.get(status, "Request failed.")})
+    response = Response(body, status=status, content_type="application/json")
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+def register_error_handlers(app: QuartTrio) -> None:
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        response = json_error(status)
+        allowed = getattr(error, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(Exception)
+    async def unexpected_error(error: Exception) -> Response:
+        log.error("unhandled error in a request", exc_info=error)
+        return json_error(500)
