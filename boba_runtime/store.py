@@ -539,7 +539,7 @@ class _SqliteDb:
 
         return self._write(work)
 
-    def mark_stale_sending_unknown(self, cutoff: datetime) -> list[int]:
+    def mark_stale_sending_unknown(self, cutoff: datetime, exclude: frozenset[int]) -> list[int]:
         def work(conn: sqlite3.Connection) -> list[int]:
             ids = [
                 int(row[0])
@@ -547,6 +547,7 @@ class _SqliteDb:
                     "SELECT id FROM sms_outbox WHERE state = 'sending' AND last_attempt_at <= ?",
                     (format_precise_time(cutoff),),
                 )
+                if int(row[0]) not in exclude
             ]
             for message_id in ids:
                 conn.execute(
@@ -741,12 +742,17 @@ class OrderStore:
             self._db.mark_sms_result, message_id, result, retry_at, provider_sid
         )
 
-    async def mark_stale_sending_unknown(self, *, older_than: timedelta) -> list[int]:
+    async def mark_stale_sending_unknown(
+        self, *, older_than: timedelta, exclude: Sequence[int] = ()
+    ) -> list[int]:
         """Attempts left "sending" longer than `older_than` (a crash mid-send) → "unknown".
 
-        The message may have gone out, so it is never re-sent blindly.
+        The message may have gone out, so it is never re-sent blindly. `exclude`: ids this
+        process is sending right now.
         """
-        return await self._run(self._db.mark_stale_sending_unknown, self.clock() - older_than)
+        return await self._run(
+            self._db.mark_stale_sending_unknown, self.clock() - older_than, frozenset(exclude)
+        )
 
     async def sms_row(self, message_id: int) -> dict[str, object] | None:
         """The raw outbox row, for tests and diagnostics."""

@@ -1,0 +1,1 @@
+"""Fakes of outside services (Twilio REST, ...) served on loopback for tests."""

@@ -1,0 +1,355 @@
+"""A fake Twilio REST API on 127.0.0.1, scriptable to fail, drop, stall or refuse.
+
+A real HTTP server (`http.server.ThreadingHTTPServer` in a daemon thread), so it serves
+the real `twilio` client from pytest-trio tests, plain tests and `boba serve` child
+processes alike (point `TWILIO_API_BASE_URL` at `fake.base_url`).
+
+    with FakeTwilioRest() as fake:
+        fake.script_messages(Fail(500, 20500), Stall(2.0))   # next two Messages requests
+        ... send ...
+        assert [m.form["Body"] for m in fake.messages()] == [...]
+
+Routes: `POST /2010-04-01/Accounts/{sid}/Messages.json` (form To, From, Body; Basic auth
+account sid / auth token) answers 201 with `sid`, `status`, `to`, `from`, `body`;
+`POST /2010-04-01/Accounts/{sid}/Calls/{CA}.json` answers 200 with the call. Every request
+is recorded, including failed, dropped and unauthorised ones. Unscripted requests succeed.
+`stop_listening()` / `start_listening()` close and reopen the port (connection refused).
+
+Run standalone for manual tests: `python -m tests.fakes.twilio_rest [--port N]`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
+DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
+
+MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
+CALL_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json$")
+
+
+# --- scripted behaviours -----------------------------------------------------------------
+
+
+class Succeed(msgspec.Struct, frozen=True):
+    """Answer normally (201 for a message, 200 for a call)."""
+
+
+class Fail(msgspec.Struct, frozen=True):
+    """Answer `status` with Twilio's legacy error JSON carrying `code` (None: no code)."""
+
+    status: int
+    code: int | None = None
+    message: str = "Scripted failure"
+
+
+class Drop(msgspec.Struct, frozen=True):
+    """Read the whole request, then close the connection without answering."""
+
+
+class Stall(msgspec.Struct, frozen=True):
+    """Read the request, create the message, wait `seconds` (past the client's timeout),
+    then answer 201: Twilio took it, the client never hears so."""
+
+    seconds: float
+
+
+class CloseOnAccept(msgspec.Struct, frozen=True):
+    """Close the socket before reading anything (a reset; the client may have sent)."""
+
+
+Behaviour = Succeed | Fail | Drop | Stall | CloseOnAccept
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    kind: str  # "message" | "call" | "other"
+    form: dict[str, str]
+    auth_user: str | None
+    authorised: bool
+    behaviour: str  # what the fake did: succeed, fail:<status>, drop, stall, unauthorised, ...
+    created_sid: str | None  # the SM/CA sid when the fake created or updated the resource
+    received_at: float = field(default_factory=time.monotonic)
+
+
+class FakeTwilioRest:
+    """The fake server; thread-safe; use as a (sync) context manager."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        port: int = 0,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self._lock = threading.Condition()
+        self._scripts: dict[str, deque[Behaviour]] = {"message": deque(), "call": deque()}
+        self._requests: list[RecordedRequest] = []
+        self._closing = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = port
+        self.start_listening()
+
+    # -- lifecycle --
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_listening(self) -> None:
+        """Bind (again, on the same port after `stop_listening`) and serve."""
+        if self._server is not None:
+            return
+        server = _Server(("127.0.0.1", self.port), _Handler)
+        server.fake = self
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            name=f"fake-twilio-{self.port}",
+        )
+        self._thread.start()
+
+    def stop_listening(self) -> None:
+        """Close the listening socket: new connections are refused until `start_listening`."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def close(self) -> None:
+        self._closing.set()  # wakes stalled handlers
+        self.stop_listening()
+
+    def __enter__(self) -> FakeTwilioRest:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- scripting and inspection --
+
+    def script_messages(self, *behaviours: Behaviour) -> None:
+        """Queue what the next Messages requests get, one behaviour per request."""
+        with self._lock:
+            self._scripts["message"].extend(behaviours)
+
+    def script_calls(self, *behaviours: Behaviour) -> None:
+        with self._lock:
+            self._scripts["call"].extend(behaviours)
+
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def messages(self) -> list[RecordedRequest]:
+        """Every Messages request received (whatever the fake answered)."""
+        return [r for r in self.requests() if r.kind == "message"]
+
+    def created_messages(self) -> list[RecordedRequest]:
+        """Messages Twilio would have created (answered 201, or stalled after creating)."""
+        return [r for r in self.messages() if r.created_sid is not None]
+
+    def calls(self) -> list[RecordedRequest]:
+        return [r for r in self.requests() if r.kind == "call"]
+
+    def wait_for_requests(self, count: int, *, kind: str = "message", timeout: float = 5.0) -> None:
+        """Block (a thread, not the event loop) until `count` requests of `kind` arrived."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while sum(r.kind == kind for r in self._requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fake Twilio got fewer than {count} {kind} requests")
+                self._lock.wait(left)
+
+    async def await_requests(
+        self, count: int, *, kind: str = "message", timeout: float = 5.0
+    ) -> None:
+        """The trio-friendly `wait_for_requests` (polls; never blocks the event loop)."""
+        import trio
+
+        with trio.fail_after(timeout):
+            while sum(r.kind == kind for r in self.requests()) < count:
+                await trio.sleep(0.01)
+
+    # -- used by the handler thread --
+
+    def _next_behaviour(self, kind: str) -> Behaviour:
+        with self._lock:
+            script = self._scripts.get(kind)
+            return script.popleft() if script else Succeed()
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+            self._lock.notify_all()
+
+    def _check_auth(self, header: str | None) -> tuple[str | None, bool]:
+        if not header or not header.startswith("Basic "):
+            return None, False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return None, False
+        ok = secrets.compare_digest(user, self.account_sid) and secrets.compare_digest(
+            password, self.auth_token
+        )
+        return user, ok
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    fake: FakeTwilioRest
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that time out and leave are normal here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"  # one request per connection: scripts map 1:1
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def handle(self) -> None:
+        fake = self.server.fake
+        # Peek at the script before reading: CloseOnAccept must not read the request.
+        with fake._lock:
+            pending = fake._scripts["message"]
+            close_now = bool(pending) and isinstance(pending[0], CloseOnAccept)
+            if close_now:
+                pending.popleft()
+        if close_now:
+            fake._record(
+                RecordedRequest("?", "?", "message", {}, None, False, "close_on_accept", None)
+            )
+            self.close_connection = True
+            return
+        super().handle()
+
+    def do_GET(self) -> None:
+        self._answer(404, {"code": 20404, "message": "not found in the fake", "status": 404})
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode() if length else ""
+        form = {key: values[-1] for key, values in parse_qs(raw, keep_blank_values=True).items()}
+        user, authorised = fake._check_auth(self.headers.get("Authorization"))
+        path = self.path.split("?", 1)[0]
+        message_match = MESSAGES_PATH.match(path)
+        call_match = CALL_PATH.match(path)
+        kind = "message" if message_match else "call" if call_match else "other"
+
+        def record(behaviour: str, sid: str | None = None) -> None:
+            fake._record(
+                RecordedRequest("POST", path, kind, form, user, authorised, behaviour, sid)
+            )
+
+        if kind == "other":
+            record("not_found")
+            self._answer(404, {"code": 20404, "message": "not found in the fake", "status": 404})
+            return
+        match = message_match or call_match
+        assert match is not None
+        if not authorised or match["account"] != fake.account_sid:
+            record("unauthorised")
+            self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return
+        behaviour = fake._next_behaviour(kind)
+        match behaviour:
+            case Fail(status=status, code=code, message=text):
+                record(f"fail:{status}")
+                self._answer(status, {"code": code, "message": text, "status": status})
+            case Drop():
+                record("drop")
+                self.close_connection = True
+            case Stall(seconds=seconds):
+                sid = _new_sid(kind)
+                record("stall", sid)
+                fake._closing.wait(seconds)
+                self._answer_created(kind, sid, form, match)
+            case _:
+                sid = _new_sid(kind) if kind == "message" else match["call"]
+                record("succeed", sid)
+                self._answer_created(kind, sid, form, match)
+
+    def _answer_created(
+        self, kind: str, sid: str, form: dict[str, str], match: re.Match[str]
+    ) -> None:
+        if kind == "message":
+            self._answer(201, {
+                "sid": sid, "account_sid": match["account"], "status": "queued",
+                "to": form.get("To"), "from": form.get("From"), "body": form.get("Body"),
+                "num_segments": "1", "error_code": None, "error_message": None,
+            })
+        else:
+            self._answer(200, {
+                "sid": sid, "account_sid": match["account"],
+                "status": form.get("Status", "in-progress"),
+            })
+
+    def _answer(self, status: int, payload: dict[str, object]) -> None:
+        body = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client gave up (timed out) before the answer
+
+
+def _new_sid(kind: str) -> str:
+    return ("SM" if kind == "message" else "CA") + secrets.token_hex(16)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve a fake Twilio REST API on loopback.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
+    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    args = parser.parse_args(argv)
+    with FakeTwilioRest(
+        account_sid=args.account_sid, auth_token=args.auth_token, port=args.port
+    ) as fake:
+        print(f"fake Twilio REST API at {fake.base_url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
