@@ -32,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from boba_proto.model import Order, OrderStatus
+from boba_runtime.store import StoreError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -228,7 +229,7 @@ class Metrics:
         if store is not None:
             try:
                 counts = await read_store_counts(store)
-            except Exception:  # the store's own errors are logged where they happen
+            except StoreError:  # the store logs its own failures where they happen
                 counts = None
         return self.render(counts)
 

@@ -1,0 +1,262 @@
+"""The shop-floor pages: the TV board, the barista console, staff login and `/metrics`.
+
+Server-rendered templates and a little plain JavaScript shipped in the package (no build
+step, no CDN). The TV board only ever touches public data (`/api/orders`, the event
+stream); the console's staff data comes from `/barista/orders` and `/api/orders/{n}`,
+both behind the staff check. Everything is built per app by `make_pages_blueprint`: the
+login limiter lives in that closure, not at module level.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from quart import Blueprint, Response, jsonify, redirect, render_template, request
+
+from boba_proto.model import order_to_json
+from boba_runtime.auth import (
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    make_session_cookie,
+    staff_authorized,
+)
+from boba_runtime.metrics import Metrics
+from boba_runtime.store import OrderStore, StoreError, StoreUnavailable
+
+SHOP_NAME = "BobaRista"
+BLUEPRINT = "shop"
+ASSETS_URL = "/assets"
+CONSOLE_LIST_LIMIT = 500
+
+# Pages load only their own scripts, styles and data; nothing from elsewhere, no frames.
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class PagesServices(Protocol):
+    """What the pages need from `boba_runtime.services.Services`."""
+
+    store: OrderStore
+    metrics: Metrics
+
+    @property
+    def staff_password(self) -> str: ...
+
+    @property
+    def secret_key(self) -> bytes: ...
+
+
+class LoginLimiter:
+    """Counts failed logins per client address over a sliding window.
+
+    More than `max_failures` failures within `window_s` seconds and that address is told
+    429 until the oldest failure leaves the window. Memory is bounded: past
+    `max_addresses` the address seen longest ago is forgotten first. One limiter per app
+    (per worker process); `clock` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = 5,
+        window_s: float = 60.0,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._failures: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+
+    def _recent(self, address: str) -> collections.deque[float]:
+        now = self._clock()
+        times = self._failures.get(address)
+        if times is None:
+            return collections.deque()
+        while times and now - times[0] >= self.window_s:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+        return times
+
+    def retry_after(self, address: str) -> float | None:
+        """Seconds this address must wait, or None when it may try now."""
+        times = self._recent(address)
+        if len(times) < self.max_failures:
+            return None
+        return max(1.0, self.window_s - (self._clock() - times[0]))
+
+    def failed(self, address: str) -> None:
+        times = self._recent(address)
+        times.append(self._clock())
+        self._failures[address] = times
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _same_origin(public_url: str | None) -> bool:
+    """A browser's cross-site form post carries a foreign `Origin`: refuse those."""
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return origin is None
+    allowed = {request.host_url.rstrip("/")}
+    if public_url:
+        allowed.add(public_url.rstrip("/"))
+    parts = urlsplit(origin)
+    return f"{parts.scheme}://{parts.netloc}" in allowed
+
+
+def make_pages_blueprint(
+    services: PagesServices,
+    *,
+    public_url: str | None = None,
+    limiter: LoginLimiter | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Blueprint:
+    """The pages, login/logout, the console's staff list and `/metrics` for one app."""
+    pages = Blueprint(
+        BLUEPRINT,
+        __name__,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path=ASSETS_URL,
+    )
+    login_limiter = limiter if limiter is not None else LoginLimiter()
+    secure_cookie_default = bool(public_url and public_url.startswith("https://"))
+    template_names = {
+        "shop_name": SHOP_NAME,
+        "static_endpoint": f"{BLUEPRINT}.static",
+        "login_endpoint": f"{BLUEPRINT}.login",
+        "logout_endpoint": f"{BLUEPRINT}.logout",
+    }
+
+    def is_staff() -> bool:
+        return staff_authorized(
+            request.headers.get("Authorization"),
+            request.cookies.get(SESSION_COOKIE),
+            password=services.staff_password,
+            secret_key=services.secret_key,
+            now=now(),
+        )
+
+    def client_address() -> str:
+        return request.remote_addr or "unknown"
+
+    async def page(template: str, status: int = 200, **context: Any) -> Response:
+        body = await render_template(template, **template_names, **context)
+        response = Response(body, status=status, content_type="text/html; charset=utf-8")
+        response.headers["Content-Security-Policy"] = PAGE_CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @pages.get("/orders")
+    async def tv_board() -> Response:
+        return await page("tv.html")
+
+    @pages.get("/barista")
+    async def barista() -> Response:
+        if not is_staff():
+            return await page("login.html")
+        return await page("barista.html")
+
+    @pages.post("/login")
+    async def login() -> Response:
+        if not _same_origin(public_url):
+            return await page("login.html", 403, error="Log in from this site's own page.")
+        address = client_address()
+        wait = login_limiter.retry_after(address)
+        if wait is not None:
+            response = await page(
+                "login.html",
+                429,
+                error=f"Too many wrong passwords. Try again in {int(wait + 0.999)} seconds.",
+            )
+            response.headers["Retry-After"] = str(int(wait + 0.999))
+            return response
+        form = await request.form
+        given = form.get("password", "")
+        if not given or not hmac.compare_digest(
+            given.encode("utf-8"), services.staff_password.encode("utf-8")
+        ):
+            login_limiter.failed(address)
+            return await page("login.html", 401, error="That password is not right.")
+        login_limiter.succeeded(address)
+        response = redirect("/barista", 303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            make_session_cookie(services.secret_key, now()),
+            max_age=int(SESSION_LIFETIME.total_seconds()),
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=secure_cookie_default or request.scheme == "https",
+        )
+        return response
+
+    @pages.post("/logout")
+    async def logout() -> Response:
+        if not _same_origin(public_url):
+            return await page("login.html", 403, error="Log out from this site's own page.")
+        response = redirect("/barista", 303)
+        response.delete_cookie(
+            SESSION_COOKIE,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=secure_cookie_default or request.scheme == "https",
+        )
+        return response
+
+    @pages.get("/barista/orders")
+    async def console_orders() -> Response:
+        """Active orders with phone and SMS state, for the console (staff only)."""
+        if not is_staff():
+            return _json_error(401, "Staff login required.", {"WWW-Authenticate": "Bearer"})
+        try:
+            orders = await services.store.list_orders(status="active", limit=CONSOLE_LIST_LIMIT)
+        except StoreUnavailable:
+            return _json_error(503, "The order store is not answering; try again shortly.")
+        except StoreError as exc:
+            return _json_error(500, str(exc) or "The order store failed.")
+        response = jsonify([order_to_json(order, with_private=True) for order in orders])
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @pages.get("/metrics")
+    async def metrics() -> Response:
+        if not is_staff():
+            return _json_error(401, "Staff credentials required.", {"WWW-Authenticate": "Bearer"})
+        body = await services.metrics.scrape(services.store)
+        return Response(body, status=200, content_type=Metrics.content_type)
+
+    return pages
+
+
+def register_pages(app: Any, services: PagesServices, **options: Any) -> None:
+    """One line in `create_app`: `register_pages(app, services)`."""
+    app.register_blueprint(make_pages_blueprint(services, **options))
