@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
-from typing import Any, Final, Literal, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, Protocol, get_args
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -46,6 +46,7 @@ __all__ = [
     "FunctionCallRequest",
     "FunctionCallResponse",
     "FunctionCallResponseEcho",
+    "FunctionLike",
     "FunctionSpec",
     "History",
     "HistoryFunctionCall",
@@ -303,6 +304,17 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True):
     parameters: dict[str, Any]
 
 
+class FunctionLike(Protocol):
+    """What `build_settings` needs of a function; `menu.FunctionSpec` fits as well."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def parameters(self) -> Mapping[str, object]: ...
+
+
 class Think(msgspec.Struct, frozen=True, kw_only=True):
     provider: ThinkProvider
     prompt: str
@@ -424,7 +436,7 @@ def build_settings(
     think_model: str,
     speak_model: str,
     prompt: str,
-    functions: Sequence[FunctionSpec],
+    functions: Sequence[FunctionLike],
     greeting: str,
 ) -> Settings:
     """The one `Settings` message of a call, from configuration data.
@@ -432,6 +444,7 @@ def build_settings(
     Raises `LocalProtocolError` for settings Deepgram would reject mid-call (unknown think
     provider, empty model names, a function without a description or an object schema,
     duplicate function names), so bad configuration fails at start, not on the phone.
+    `functions` may be `FunctionSpec`s or anything shaped like them (`menu.function_specs`).
     """
     if think_provider not in KNOWN_THINK_PROVIDERS:
         raise LocalProtocolError(
@@ -463,7 +476,14 @@ def build_settings(
             think=Think(
                 provider=ThinkProvider(type=think_provider, model=think_model),
                 prompt=prompt,
-                functions=tuple(functions),
+                functions=tuple(
+                    FunctionSpec(
+                        name=spec.name,
+                        description=spec.description,
+                        parameters=dict(spec.parameters),
+                    )
+                    for spec in functions
+                ),
             ),
             speak=Speak(provider=SpeakProvider(model=speak_model)),
             greeting=greeting if greeting else UNSET,
