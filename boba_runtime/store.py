@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ORDER_NUMBER_SPACE = 10_000
-BUSY_TIMEOUT_MS = 5_000
+DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's write lock
 ACTIVE_SQL = "('received', 'ready')"
 
 RECEIVED_SMS = (
@@ -225,18 +225,18 @@ def _row_to_order(row: Sequence[Any]) -> Order:
 class _SqliteDb:
     """The blocking half: one connection, used by one thread at a time (the limiter)."""
 
-    def __init__(self, path: str, rng: random.Random) -> None:
+    def __init__(self, path: str, rng: random.Random, busy_timeout: float) -> None:
         self._rng = rng
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(
             path,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=busy_timeout,
             isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
             check_same_thread=False,  # used from trio's worker threads, one at a time
         )
         try:
-            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if path != ":memory:" and str(mode).lower() != "wal":
                 raise StoreUnavailable(f"could not switch the database to WAL mode ({mode})")
@@ -256,10 +256,11 @@ class _SqliteDb:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = work(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     def _migrate(self) -> None:
@@ -605,15 +606,17 @@ class OrderStore:
         *,
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> OrderStore:
         """Open (creating if needed) and migrate the store at `database_url`.
 
-        `rng` picks order numbers; tests pass a seeded `random.Random`.
+        `rng` picks order numbers; tests pass a seeded `random.Random`. `busy_timeout`:
+        how long a write waits for another process's write before `StoreUnavailable`.
         """
         path = sqlite_path_from_url(database_url)
         chooser = rng if rng is not None else random.SystemRandom()
         try:
-            db = await trio.to_thread.run_sync(_SqliteDb, path, chooser)
+            db = await trio.to_thread.run_sync(_SqliteDb, path, chooser, busy_timeout)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the order database: {exc}") from exc
         return cls(db, clock)
