@@ -174,6 +174,12 @@ class EventFeed:
         self._subscribers.add(subscription)
         return subscription
 
+    def end_streams(self) -> None:
+        """End every live stream now (shutdown): clients reconnect with Last-Event-ID."""
+        for subscription in list(self._subscribers):
+            subscription._drop()
+        self._subscribers.clear()
+
     def _forget(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
 
@@ -215,9 +221,7 @@ class EventFeed:
                     log.warning("event feed cannot read the store: %s", error)
                     await trio.sleep(ERROR_BACKOFF)
         finally:
-            for subscription in list(self._subscribers):
-                subscription._drop()
-            self._subscribers.clear()
+            self.end_streams()
 
 
 async def sse_frames(

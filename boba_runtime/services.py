@@ -13,18 +13,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from boba_proto.errors import MenuError
+from boba_proto.menu import Menu, parse_menu
 from boba_runtime.events import DEFAULT_POLL_INTERVAL, EventFeed
 from boba_runtime.secrets import Secrets, load_secrets
 from boba_runtime.settings import Settings, SettingsError
-
-if TYPE_CHECKING:
-    from boba_proto.menu import Menu
-    from boba_runtime.store import OrderStore
+from boba_runtime.store import OrderStore, StoreError
 
 
 def utc_now() -> datetime:
@@ -52,8 +50,6 @@ class Services:
 
 def load_menu(settings: Settings) -> Menu:
     """`BOBA_MENU` or the built-in menu; any problem is a SettingsError naming BOBA_MENU."""
-    from boba_proto.menu import parse_menu
-
     try:
         if settings.menu is not None:
             source = settings.menu
@@ -65,6 +61,14 @@ def load_menu(settings: Settings) -> Menu:
         return parse_menu(text, source=source)
     except (OSError, UnicodeDecodeError, MenuError) as error:
         raise SettingsError("BOBA_MENU", str(error).replace("\n", " ")) from None
+
+
+def new_metrics(menu: Menu) -> Any:
+    """This process's `Metrics`, its function label bounded to the menu's functions."""
+    from boba_proto.menu import function_specs
+    from boba_runtime.metrics import Metrics
+
+    return Metrics(function_names=[spec.name for spec in function_specs(menu)])
 
 
 @asynccontextmanager
@@ -82,15 +86,16 @@ async def open_services(
 
     `store` lets a test hand in an already open store (it is then not closed here).
     """
-    from boba_runtime.store import OrderStore
-
     if menu is None:
         menu = load_menu(settings)
     if secrets is None:
         secrets = await trio.to_thread.run_sync(load_secrets, settings)
     own_store = store is None
     if store is None:
-        store = await OrderStore.open(settings.database)
+        try:
+            store = await OrderStore.open(settings.database)
+        except StoreError as error:  # a URL this build cannot use, a path it cannot open
+            raise SettingsError("BOBA_DATABASE", str(error)) from None
     try:
         async with trio.open_nursery() as nursery:
             feed_options: dict[str, Any] = {"poll_interval": poll_interval}
@@ -108,6 +113,7 @@ async def open_services(
                 started_at=utc_now(),
                 password_file=secrets.password_file,
                 sse_ping_interval=sse_ping_interval,
+                metrics=new_metrics(menu),
             )
             nursery.cancel_scope.cancel()
     finally:

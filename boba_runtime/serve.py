@@ -1,0 +1,285 @@
+"""`boba serve`: the whole shop in one trio run.
+
+    trio.run
+    └── root nursery
+        ├── signal watcher      SIGINT/SIGTERM → graceful shutdown; a second one → stop now
+        └── run_shop
+            ├── store + event feed      (open_services)
+            ├── SMS outbox worker
+            ├── ready-expiry task       ready → picked_up after BOBA_READY_EXPIRY_MINUTES
+            └── hypercorn.trio.serve    create_app(services), our own listening socket
+
+We bind the listening socket ourselves (hypercorn takes it as `fd://`), so with port 0
+the real port is known before Services are built and the default public URL is right.
+Exit codes: 0 after a clean shutdown, 2 for bad settings (one line naming the variable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from boba_proto.menu import Menu
+from boba_runtime.secrets import Secrets, load_secrets
+from boba_runtime.services import Services, load_menu, open_services
+from boba_runtime.settings import Settings, SettingsError, load_settings
+from boba_runtime.sms import make_sender, run_sms_worker
+from boba_runtime.store import StoreError
+
+log = logging.getLogger("boba.serve")
+
+DEFAULT_GRACE_PERIOD = 10.0  # seconds calls in progress may take to finish on shutdown
+LISTEN_BACKLOG = 1024
+
+
+class ShopStarted(msgspec.Struct, frozen=True, kw_only=True):
+    """What `run_shop` reports once it answers requests."""
+
+    base_url: str  # where it listens, e.g. http://127.0.0.1:41234
+    services: Any  # Services (a dataclass; Any keeps msgspec out of it)
+
+
+def bind_listener(settings: Settings) -> socket.socket:
+    """A listening TCP socket on BOBA_HOST:BOBA_PORT; failure is a SettingsError."""
+    host = None if settings.host in {"", "*"} else settings.host.strip("[]")
+    try:
+        family, type_, proto, _, address = socket.getaddrinfo(
+            host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, type_, proto)
+    except OSError as error:
+        raise SettingsError("BOBA_HOST", f"cannot use {settings.host!r}: {error}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as error:
+        sock.close()
+        raise SettingsError(
+            "BOBA_PORT", f"cannot listen on {settings.host}:{settings.port}: {error.strerror}"
+        ) from None
+    return sock
+
+
+def hypercorn_config(settings: Settings, fd: int, grace_period: float) -> Config:
+    config = Config()
+    config.bind = [f"fd://{fd}"]
+    config.websocket_max_message_size = settings.max_message_bytes
+    config.graceful_timeout = grace_period
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # through our logging setup
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        config.certfile = settings.tls_cert
+        config.keyfile = settings.tls_key
+    return config
+
+
+async def expire_ready_orders(services: Services) -> None:
+    """ready → picked_up after BOBA_READY_EXPIRY_MINUTES; checked a few times per period."""
+    older_than = timedelta(minutes=services.settings.ready_expiry_minutes)
+    interval = min(30.0, max(0.5, older_than.total_seconds() / 10))
+    while True:
+        try:
+            expired = await services.store.expire_ready(older_than=older_than)
+        except StoreError as error:
+            log.warning("cannot expire ready orders: %s", error)
+        else:
+            if expired:
+                log.info("picked up automatically: %s", ", ".join(o.order_number for o in expired))
+                services.events.notify()
+        await trio.sleep(interval)
+
+
+async def run_shop(
+    settings: Settings,
+    *,
+    shutdown: trio.Event,
+    secrets: Secrets | None = None,
+    menu: Menu | None = None,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+    sse_ping_interval: float = 15.0,
+    poll_interval: float | None = None,
+    client_buffer: int | None = None,
+    store: Any = None,
+    task_status: trio.TaskStatus[ShopStarted] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Everything `boba serve` runs, until `shutdown` is set and connections have closed.
+
+    Tests run this too (tests/helpers/server.py), with port 0 and shorter intervals.
+    """
+    listener = bind_listener(settings)
+    try:
+        settings = settings.with_port(listener.getsockname()[1])
+        options: dict[str, Any] = {"sse_ping_interval": sse_ping_interval, "store": store}
+        if poll_interval is not None:
+            options["poll_interval"] = poll_interval
+        if client_buffer is not None:
+            options["client_buffer"] = client_buffer
+        async with open_services(settings, secrets=secrets, menu=menu, **options) as services:
+            from boba_web.app import create_app  # the runtime never imports boba_web at import
+
+            app = create_app(services)
+            config = hypercorn_config(settings, listener.fileno(), grace_period)
+            listener.detach()  # hypercorn owns the file descriptor from here on
+            sender = make_sender(settings)
+
+            async def shutdown_trigger() -> None:
+                await shutdown.wait()
+                log.info("shutting down: no new connections; %g s for calls to finish",
+                         grace_period)
+                services.events.end_streams()  # live streams would hold the grace period
+
+            async with trio.open_nursery() as nursery:
+
+                async def serve_then_stop(
+                    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+                ) -> None:
+                    await serve(app, config, shutdown_trigger=shutdown_trigger,
+                                task_status=task_status)
+                    nursery.cancel_scope.cancel()  # web server done: stop the workers too
+
+                await nursery.start(run_sms_worker, services.store, sender)
+                nursery.start_soon(expire_ready_orders, services)
+                binds: list[str] = await nursery.start(serve_then_stop)
+                task_status.started(ShopStarted(base_url=binds[0], services=services))
+    finally:
+        if listener.fileno() != -1:
+            listener.close()
+
+
+def print_banner(started: ShopStarted, secrets: Secrets) -> None:
+    services: Services = started.services
+    settings = services.settings
+    public = settings.public_url
+    lines = [
+        f"BobaRista is open on {started.base_url}",
+        f"  TV board:         {public}/orders",
+        f"  barista console:  {public}/barista",
+        f"  Twilio webhook:   {public}/voice  (stream {settings.stream_url})",
+    ]
+    if secrets.password_file is None:
+        lines.append("  staff password:   from BOBA_STAFF_PASSWORD")
+    else:
+        lines.append(f"  staff password:   in {secrets.password_file}")
+        if secrets.password_created:
+            lines.append(f"  (first start: the staff password is {secrets.staff_password})")
+    if not settings.twilio_signatures_checked:
+        if settings.validate_twilio:
+            lines.append("  note: no TWILIO_AUTH_TOKEN: Twilio signatures are NOT checked "
+                         "(allowed only because the server is bound to loopback)")
+        else:
+            lines.append("  note: BOBA_VALIDATE_TWILIO=false: Twilio signatures are NOT checked")
+    if settings.agent_url == "local":
+        lines.append("  agent: the built-in local agent (no DEEPGRAM_API_KEY)")
+    print("\n".join(lines), flush=True)
+
+
+async def _watch_signals(
+    signals: trio.abc.ReceiveChannel[int], shutdown: trio.Event, hard_stop: trio.CancelScope
+) -> None:
+    async for signum in signals:
+        if not shutdown.is_set():
+            log.info("%s received: shutting down gracefully", signal.Signals(signum).name)
+            shutdown.set()
+        else:
+            log.warning("second signal: stopping now")
+            hard_stop.cancel()
+
+
+async def _serve_main(settings: Settings, secrets: Secrets, menu: Menu) -> None:
+    from boba_runtime.agent_link import ThinkModelUnavailable, check_think_model
+
+    try:
+        warning = await check_think_model(
+            agent_url=settings.agent_url,
+            api_key=settings.deepgram_api_key,
+            provider=settings.think_provider,
+            model=settings.think_model,
+        )
+    except ThinkModelUnavailable as error:
+        text = str(error)
+        raise SettingsError("BOBA_THINK_MODEL", text.removeprefix("BOBA_THINK_MODEL: ")) from None
+    if warning:
+        log.warning("%s", warning)
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, signals, shutdown, nursery.cancel_scope)
+
+            async def shop_then_stop(
+                task_status: trio.TaskStatus[ShopStarted] = trio.TASK_STATUS_IGNORED,
+            ) -> None:
+                await run_shop(
+                    settings, shutdown=shutdown, secrets=secrets, menu=menu,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()  # drained: stop watching signals
+
+            started = await nursery.start(shop_then_stop)
+            print_banner(started, secrets)
+    log.info("stopped cleanly")
+
+
+def _parse_flags(argv: list[str]) -> dict[str, str | None]:
+    parser = argparse.ArgumentParser(
+        prog="boba serve",
+        description="Run the shop: web, calls, SMS and the store. Settings come from flags, "
+        "the environment and .env (see docs/serve.md).",
+    )
+    parser.add_argument("--host", help="bind address (BOBA_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", help="bind port (BOBA_PORT, default 8000)")
+    parser.add_argument("--workers", help="worker processes (only 1 is supported)")
+    args = parser.parse_args(argv)
+    return {"BOBA_HOST": args.host, "BOBA_PORT": args.port, "BOBA_WORKERS": args.workers}
+
+
+def _first_settings_error(group: BaseExceptionGroup[BaseException]) -> SettingsError | None:
+    matched = group.subgroup(SettingsError)
+    while isinstance(matched, BaseExceptionGroup):
+        matched = matched.exceptions[0]  # type: ignore[assignment]
+    return matched
+
+
+def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
+    try:
+        flags = _parse_flags(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(flags, os.environ if environ is None else environ, ".env")
+        if settings.workers > 1:
+            raise SettingsError(
+                "BOBA_WORKERS",
+                f"--workers {settings.workers}: only one worker process is supported so far; "
+                "run several `boba serve` instances on one database behind a proxy instead",
+            )
+        secrets = load_secrets(settings)
+        menu = load_menu(settings)
+        trio.run(_serve_main, settings, secrets, menu)
+    except SettingsError as error:
+        print(f"boba serve: {error}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        first = _first_settings_error(group)
+        if first is None:
+            raise
+        print(f"boba serve: {first}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
