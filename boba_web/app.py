@@ -10,6 +10,7 @@ from quart_trio import QuartTrio
 from boba_runtime.services import Services
 from boba_web.api import register_api
 from boba_web.errors import register_error_handlers
+from boba_web.pages import register_pages
 from boba_web.sse import register_sse
 
 MAX_REQUEST_BYTES = 1024 * 1024  # larger bodies get 413 JSON
@@ -23,5 +24,6 @@ def create_app(services: Services) -> QuartTrio:
     register_error_handlers(app)
     register_api(app, services)
     register_sse(app, services)
+    register_pages(app, services)
     # Other features register here, one line each: register_x(app, services).
     return app

@@ -13,7 +13,7 @@ import collections
 import hmac
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from boba_runtime.auth import (
 )
 from boba_runtime.metrics import Metrics
 from boba_runtime.store import OrderStore, StoreError, StoreUnavailable
+from boba_web.errors import json_error
 
 SHOP_NAME = "BobaRista"
 BLUEPRINT = "shop"
@@ -44,14 +45,20 @@ PAGE_CSP = (
 class PagesServices(Protocol):
     """What the pages need from `boba_runtime.services.Services`."""
 
-    store: OrderStore
-    metrics: Metrics
+    @property
+    def store(self) -> OrderStore: ...
+
+    @property
+    def metrics(self) -> Any: ...  # boba_runtime.metrics.Metrics
 
     @property
     def staff_password(self) -> str: ...
 
     @property
     def secret_key(self) -> bytes: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
 
 
 class LoginLimiter:
@@ -109,14 +116,6 @@ class LoginLimiter:
         self._failures.pop(address, None)
 
 
-def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    response = jsonify({"error": message})
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
 def _same_origin(public_url: str | None) -> bool:
     """A browser's cross-site form post carries a foreign `Origin`: refuse those."""
     origin = request.headers.get("Origin")
@@ -134,7 +133,6 @@ def make_pages_blueprint(
     *,
     public_url: str | None = None,
     limiter: LoginLimiter | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Blueprint:
     """The pages, login/logout, the console's staff list and `/metrics` for one app."""
     pages = Blueprint(
@@ -144,6 +142,7 @@ def make_pages_blueprint(
         static_folder="static",
         static_url_path=ASSETS_URL,
     )
+    now = services.clock
     login_limiter = limiter if limiter is not None else LoginLimiter()
     secure_cookie_default = bool(public_url and public_url.startswith("https://"))
     template_names = {
@@ -236,13 +235,13 @@ def make_pages_blueprint(
     async def console_orders() -> Response:
         """Active orders with phone and SMS state, for the console (staff only)."""
         if not is_staff():
-            return _json_error(401, "Staff login required.", {"WWW-Authenticate": "Bearer"})
+            return json_error(401, "Staff login required.", WWW_Authenticate="Bearer")
         try:
             orders = await services.store.list_orders(status="active", limit=CONSOLE_LIST_LIMIT)
         except StoreUnavailable:
-            return _json_error(503, "The order store is not answering; try again shortly.")
+            return json_error(503, "The order store is not answering; try again shortly.")
         except StoreError as exc:
-            return _json_error(500, str(exc) or "The order store failed.")
+            return json_error(500, str(exc) or "The order store failed.")
         response = jsonify([order_to_json(order, with_private=True) for order in orders])
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -250,13 +249,24 @@ def make_pages_blueprint(
     @pages.get("/metrics")
     async def metrics() -> Response:
         if not is_staff():
-            return _json_error(401, "Staff credentials required.", {"WWW-Authenticate": "Bearer"})
-        body = await services.metrics.scrape(services.store)
+            return json_error(
+                401, "Send the staff password as a Bearer token.", WWW_Authenticate="Bearer"
+            )
+        collector = services.metrics
+        if collector is None:
+            return json_error(503, "Metrics are not set up in this process.")
+        body = await collector.scrape(services.store)
         return Response(body, status=200, content_type=Metrics.content_type)
 
     return pages
 
 
 def register_pages(app: Any, services: PagesServices, **options: Any) -> None:
-    """One line in `create_app`: `register_pages(app, services)`."""
+    """One line in `create_app`: `register_pages(app, services)`.
+
+    The public URL (for the cookie's `Secure` flag behind a TLS proxy, and the login's
+    same-origin check) comes from `services.settings` when there is one.
+    """
+    settings = getattr(services, "settings", None)
+    options.setdefault("public_url", getattr(settings, "public_url", None))
     app.register_blueprint(make_pages_blueprint(services, **options))
