@@ -33,7 +33,15 @@ __all__ = [
 MAX_MATCH_TEXT: Final = 200
 """Longer text is never a menu name; refusing it early bounds the matching work."""
 
+MAX_PROMPT_CHARS: Final = 25_000
+"""Deepgram truncates a longer prompt (Warning PROMPT_TOO_LONG); a menu must fit."""
+
 _NEGATIONS: Final = frozenset({"no", "not", "without", "none", "dont", "hold", "skip"})
+_FILLER: Final = frozenset({
+    "a", "an", "the", "some", "please", "extra", "with", "add", "and", "of", "on", "top",
+    "just", "i", "id", "like", "want", "would", "get", "can", "have", "one", "my", "drink",
+    "topping", "toppings", "sweet", "sweetness", "level", "ice", "tea", "order", "it",
+})
 
 
 # --- the menu ----------------------------------------------------------------------------
@@ -114,8 +122,9 @@ def _contains_run(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
 def _match(text: str, names: tuple[str, ...], aliases: dict[str, str]) -> str | None:
     """The canonical name `text` means, or None when it means none or several.
 
-    In order: the whole text is a name or alias; the text contains exactly one name or
-    alias as whole words ("taro milk tea please"; the longest wins); the text is a
+    In order: the whole text is a name or alias; the text is a name or alias as whole
+    words plus only filler words ("a taro milk tea please", "extra boba"; the longest
+    wins; "cheese foam" is not "foam"); the text is a
     whole-word part of exactly one name ("egg" -> egg pudding). A negation outside the
     matched words ("no boba") never matches.
     """
@@ -133,7 +142,14 @@ def _match(text: str, names: tuple[str, ...], aliases: dict[str, str]) -> str | 
     def negated(key: tuple[str, ...]) -> bool:
         return any(w in _NEGATIONS and w not in key for w in words)
 
-    contained = [(len(k), c) for k, c in keys if _contains_run(words, k) and not negated(k)]
+    def only_filler_besides(key: tuple[str, ...]) -> bool:
+        return all(w in key or w in _FILLER for w in words)
+
+    contained = [
+        (len(k), c)
+        for k, c in keys
+        if _contains_run(words, k) and not negated(k) and only_filler_besides(k)
+    ]
     if contained:
         longest = max(n for n, _ in contained)
         best = {c for n, c in contained if n == longest}
@@ -274,7 +290,14 @@ def parse_menu(text: str | bytes, *, source: str) -> Menu:
         raw = msgspec.convert(data, _RawMenu)
     except msgspec.ValidationError as exc:
         raise MenuError(_validation_message(source, exc)) from None
-    return _build(source, raw)
+    menu = _build(source, raw)
+    prompt_chars = len(build_prompt(menu))
+    if prompt_chars > MAX_PROMPT_CHARS:
+        raise MenuError(
+            f"{source}: the menu is too big: the agent's prompt would be {prompt_chars} "
+            f"characters, over the agent's limit of {MAX_PROMPT_CHARS}"
+        )
+    return menu
 
 
 def _syntax_message(source: str, text: str, message: str) -> str:
