@@ -29,9 +29,19 @@ SENTENCES = {
 }
 
 
+def as_sentence(text: str) -> str:
+    """Lower-level messages ("order 1234 is ready; …") as one readable sentence."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def json_error(status: int, sentence: str | None = None, **headers: str) -> Response:
     """The one shape of an error response."""
-    body = msgspec.json.encode({"error": sentence or SENTENCES.get(status, "Request failed.")})
+    text = as_sentence(sentence) if sentence else SENTENCES.get(status, "Request failed.")
+    body = msgspec.json.encode({"error": text})
     response = Response(body, status=status, content_type="application/json")
     for name, value in headers.items():
         response.headers[name.replace("_", "-")] = value
