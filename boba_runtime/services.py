@@ -19,6 +19,7 @@ import trio
 
 from boba_proto.errors import MenuError
 from boba_proto.menu import Menu, parse_menu
+from boba_runtime.calls import CallRegistry
 from boba_runtime.events import DEFAULT_POLL_INTERVAL, EventFeed
 from boba_runtime.secrets import Secrets, load_secrets
 from boba_runtime.settings import Settings, SettingsError
@@ -114,6 +115,7 @@ async def open_services(
                 password_file=secrets.password_file,
                 sse_ping_interval=sse_ping_interval,
                 metrics=new_metrics(menu),
+                calls=CallRegistry(max_calls=settings.max_calls, secret_key=secrets.secret_key),
             )
             nursery.cancel_scope.cancel()
     finally:

@@ -1,0 +1,647 @@
+"""`run_call`: one phone call, driven by trio around the sans-IO `CallSession` (DESIGN §3).
+
+    call nursery (one per call)
+    ├── phone reader:  frame → twilio.decode → session.handle → dispatch actions
+    ├── agent task:    connect → (Welcome) → AgentConnected → frame → agent.decode → handle
+    ├── phone writer ← bounded outbox (queued media dropped on barge-in, clear goes first)
+    ├── agent writer ← bounded outbox
+    ├── timer tasks    StartTimer/CancelTimer → TimerFired back into handle
+    └── effect tasks   CommitOrder / LookupOrders against the store → result into handle
+
+Readers call `session.handle` themselves (it never awaits, and trio runs one task at a
+time, so no lock and no channel hop per frame); every action is dispatched without
+awaiting. A hang-up is a cancellation of the call nursery; cleanup lives in `finally`.
+
+`run_call` is transport-agnostic: the *phone side* is anything with `receive()`, `send()`
+and `close()` (the Twilio WebSocket in `boba_web.twilio_routes`, the staff softphone and
+`boba call` over `/phone/ws`), and the *agent side* is any `AgentConnector`
+(`boba_runtime.agent_link`: Deepgram, the fake agent of the tests, or the local agent).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import trio
+
+from boba_proto import agent, model, twilio
+from boba_proto.call import (
+    Action,
+    AgentAudio,
+    AgentConnected,
+    AgentErrorReported,
+    AgentLatency,
+    AgentLost,
+    AgentWarningReported,
+    CallConfig,
+    CallerHungUp,
+    CallEvent,
+    CallSession,
+    CancelTimer,
+    EndCall,
+    EndReason,
+    FunctionCalled,
+    RequestEffect,
+    SendAgentAudio,
+    SendToAgent,
+    SendToTwilio,
+    StartTimer,
+    TimerFired,
+    Transcript,
+    TwilioFrameKind,
+    TwilioMalformed,
+)
+from boba_proto.errors import RemoteProtocolError
+from boba_runtime.agent_link import AgentClosed, AgentConnection, AgentConnector, AgentUnreachable
+from boba_runtime.calls import CallOutcome, CallRegistry, CallsFull
+
+log = logging.getLogger(__name__)
+
+PHONE_OUTBOX = 256
+"""Frames queued for the phone side (media is ≤ 100 ms each: about 25 s of audio)."""
+AGENT_OUTBOX = 128
+"""Frames queued for the agent (caller audio is 40 ms each: about 5 s)."""
+CONTROL_SLACK = 64
+"""Control frames (marks, JSON) may exceed the outbox by this much; they are never dropped."""
+WELCOME_TIMEOUT_S = 5.0
+"""How long to wait for the agent's `Welcome` before sending `Settings` anyway."""
+CLOSE_TIMEOUT_S = 2.0
+"""Bound on closing either socket at the end of a call (CONTRACT §5: agent within 2 s)."""
+COMMIT_TIMEOUT_S = 15.0
+"""Bound on one store effect; a commit in flight finishes even if the caller hangs up."""
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # wrong token
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013  # no free call slot
+
+
+# --- the two sides --------------------------------------------------------------------------
+
+
+class PhoneClosed(Exception):
+    """The phone side's socket is gone."""
+
+
+class PhoneSide(Protocol):
+    """What `run_call` needs from the caller's side (Twilio, softphone, `boba call`)."""
+
+    async def receive(self) -> str | bytes:
+        """The next frame; raises `PhoneClosed` when the socket is gone."""
+        ...
+
+    async def send(self, text: str) -> None:
+        """Send one text frame; raises `PhoneClosed` when the socket is gone."""
+        ...
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Close the socket (idempotent)."""
+        ...
+
+
+class OrderStoreLike(Protocol):
+    async def commit_order(self, draft: model.OrderDraft) -> model.Order: ...
+
+    async def orders_for_phones(
+        self, phones: Any, *, order_number: str | None = None, limit: int = 10
+    ) -> list[model.Order]: ...
+
+
+class CallRecorderLike(Protocol):
+    """Receives every input and output of the core (see `boba_runtime.recorder`)."""
+
+    def record_input(self, t: float, event: CallEvent) -> None: ...
+
+    def record_outputs(self, t: float, actions: list[Action]) -> None: ...
+
+    def begin(self, call_sid: str) -> None:
+        """The call was admitted: from now on the recording is kept (named after the sid)."""
+        ...
+
+    async def run(self) -> None:
+        """Write buffered lines now and then, until cancelled."""
+        ...
+
+    async def aclose(self) -> None:
+        """Write what is left (nothing at all if `begin` never came)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallDeps:
+    """What every call of this process shares; built once (see `call_deps_from_services`)."""
+
+    config: CallConfig  # the template: caller and call_sid are filled per call
+    store: OrderStoreLike
+    registry: CallRegistry
+    max_message_bytes: int = 65536
+    metrics: Any = None  # boba_runtime.metrics.Metrics, or None
+    on_order_committed: Callable[[model.Order], None] | None = None  # e.g. wake the SMS worker
+    open_recorder: Callable[[CallConfig], CallRecorderLike] | None = None
+
+
+Authorize = Callable[[twilio.Start], str | None]
+"""Checks `start` before any agent connection: None to admit, else why the call is refused."""
+
+Observe = Callable[[Action], None]
+"""Sees every observation action (Transcript, FunctionCalled, ...), e.g. for a softphone."""
+
+
+@dataclass
+class CallReport:
+    """How a call went, for the caller of `run_call` (tests, `/phone/ws`, logs)."""
+
+    call_sid: str = ""
+    end_reason: EndReason | None = None
+    refused: str | None = None  # why the call was refused before it began
+    orders: list[model.Order] = field(default_factory=list)
+    malformed: int = 0
+    media_dropped: int = 0
+    agent_audio_dropped: int = 0
+
+
+# --- a bounded outbox that knows media from control -----------------------------------------
+
+T = TypeVar("T")
+
+
+class Outbox(Generic[T]):
+    """A bounded FIFO for one socket's writer.
+
+    Droppable items (audio) are refused when `capacity` items are queued; control items
+    are accepted up to `capacity + CONTROL_SLACK` and beyond that the peer is considered
+    stuck (`put` returns False and the caller ends the call).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[tuple[T, bool]] = deque()  # (item, droppable)
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T, *, droppable: bool) -> bool:
+        limit = self.capacity if droppable else self.capacity + CONTROL_SLACK
+        if self._closed or len(self._items) >= limit:
+            return False
+        self._items.append((item, droppable))
+        self._lot.unpark()
+        return True
+
+    def put_first(self, item: T) -> None:
+        self._items.appendleft((item, False))
+        self._lot.unpark()
+
+    def drop_droppable(self) -> int:
+        """Forget every queued droppable item (barge-in); returns how many."""
+        kept = deque(entry for entry in self._items if not entry[1])
+        dropped = len(self._items) - len(kept)
+        self._items = kept
+        return dropped
+
+    def close(self) -> None:
+        self._closed = True
+        self._lot.unpark_all()
+
+    async def get(self) -> T:
+        """The next item; raises `trio.EndOfChannel` once closed and empty."""
+        while not self._items:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._lot.park()
+        return self._items.popleft()[0]
+
+
+# --- one call ---------------------------------------------------------------------------------
+
+
+class _Call:
+    """The runtime state of one call; all methods run in the call's trio tasks."""
+
+    def __init__(
+        self,
+        phone: PhoneSide,
+        deps: CallDeps,
+        connect_agent: AgentConnector,
+        authorize: Authorize | None,
+        observe: Observe | None,
+    ) -> None:
+        self.phone = phone
+        self.deps = deps
+        self.connect_agent = connect_agent
+        self.authorize = authorize
+        self.observe = observe
+        self.session = CallSession(deps.config)
+        self.report = CallReport()
+        self.phone_out: Outbox[str] = Outbox(PHONE_OUTBOX)
+        self.agent_out: Outbox[str | bytes] = Outbox(AGENT_OUTBOX)
+        self.timers: dict[str, trio.CancelScope] = {}
+        self.nursery: trio.Nursery | None = None
+        self.recorder: CallRecorderLike | None = None
+        self.t0 = trio.current_time()
+        self.ended = False
+        self.started = False
+        self.close_code = CLOSE_NORMAL
+        self.slot = ExitStack()
+        self.metrics_started = False
+
+    # --- the core -------------------------------------------------------------------------
+
+    def feed(self, event: CallEvent) -> None:
+        """Give one input to the session and carry out what it asks (never awaits)."""
+        if self.ended:
+            return
+        t = trio.current_time() - self.t0
+        if self.recorder is not None:
+            self.recorder.record_input(t, event)
+        actions = self.session.handle(event)
+        if self.recorder is not None and actions:
+            self.recorder.record_outputs(t, actions)
+        for action in actions:
+            self.dispatch(action)
+
+    def dispatch(self, action: Action) -> None:
+        match action:
+            case SendToTwilio(text=text, kind=kind):
+                self._to_phone(text, kind)
+            case SendAgentAudio(data=data):
+                if not self.agent_out.put(data, droppable=True):
+                    self.report.agent_audio_dropped += 1
+            case SendToAgent(text=text):
+                if not self.agent_out.put(text, droppable=False):
+                    self._fail("the agent is not reading its socket")
+            case StartTimer(name=name, seconds=seconds):
+                self._start_timer(name, seconds)
+            case CancelTimer(name=name):
+                scope = self.timers.pop(name, None)
+                if scope is not None:
+                    scope.cancel()
+            case RequestEffect(effect=effect):
+                assert self.nursery is not None
+                self.nursery.start_soon(self._run_effect, effect)
+            case EndCall(reason=reason):
+                self.end(reason)
+            case _:
+                self._observe(action)
+
+    def _to_phone(self, text: str, kind: TwilioFrameKind) -> None:
+        if kind is TwilioFrameKind.CLEAR:
+            # Barge-in: audio still waiting here must never play; the clear goes first.
+            self.report.media_dropped += self.phone_out.drop_droppable()
+            self.phone_out.put_first(text)
+            return
+        droppable = kind is TwilioFrameKind.MEDIA
+        if not self.phone_out.put(text, droppable=droppable):
+            if droppable:
+                self.report.media_dropped += 1
+            else:
+                self._fail("the phone side is not reading its socket")
+
+    def _observe(self, action: Action) -> None:
+        metrics = self.deps.metrics
+        match action:
+            case Transcript(role=role, content=content):
+                log.info("call %s %s: %s", self.report.call_sid, role, content)
+            case FunctionCalled(name=name, arguments=arguments, result=result):
+                log.info("call %s fn %s(%s) -> %s", self.report.call_sid, name, arguments, result)
+            case AgentLatency(total_seconds=seconds):
+                if metrics is not None:
+                    metrics.agent_latency(seconds)
+            case AgentErrorReported(code=code, description=description):
+                log.warning("call %s agent error %s: %s", self.report.call_sid, code, description)
+                if metrics is not None:
+                    metrics.agent_error()
+            case AgentWarningReported(code=code, description=description):
+                log.info("call %s agent warning %s: %s", self.report.call_sid, code, description)
+        if self.observe is not None:
+            self.observe(action)
+
+    # --- ending -------------------------------------------------------------------------------
+
+    def end(self, reason: EndReason) -> None:
+        """The session ended the call: remember why, then cancel everything of this call."""
+        if self.ended:
+            return
+        self.ended = True
+        self.report.end_reason = reason
+        outcome = CallOutcome.FAILED if reason.apologise else CallOutcome.NORMAL
+        self.deps.registry.record_end(self.report.call_sid, outcome)
+        log.info("call %s ended: %s", self.report.call_sid or "(no sid)", reason.value)
+        self.phone_out.close()
+        self.agent_out.close()
+        for scope in self.timers.values():
+            scope.cancel()
+        self.timers.clear()
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
+    def _fail(self, why: str) -> None:
+        """A runtime failure (not the session's decision): end as an agent failure."""
+        log.error("call %s: %s", self.report.call_sid, why)
+        if not self.ended:
+            self.feed(AgentLost(reason=why))
+        if not self.ended:  # the session was already closing: end anyway
+            self.end(EndReason.AGENT_FAILED)
+
+    def refuse(self, why: str, code: int) -> None:
+        self.report.refused = why
+        self.close_code = code
+        self.ended = True
+        log.warning("call refused: %s", why)
+        self.phone_out.close()
+        self.agent_out.close()
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def _start_timer(self, name: str, seconds: float) -> None:
+        old = self.timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        scope = trio.CancelScope()
+        self.timers[name] = scope
+        assert self.nursery is not None
+        self.nursery.start_soon(self._timer, name, seconds, scope)
+
+    async def _timer(self, name: str, seconds: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(seconds)
+            if self.timers.get(name) is scope:
+                del self.timers[name]
+                self.feed(TimerFired(name=name))
+
+    # --- effects ------------------------------------------------------------------------------
+
+    async def _run_effect(self, effect: model.CommitOrder | model.LookupOrders) -> None:
+        from boba_runtime.store import StoreError  # the store module imports sqlite3 lazily
+
+        started = trio.current_time()
+        result: model.EffectResult
+        try:
+            match effect:
+                case model.CommitOrder(request_id=request_id, draft=draft):
+                    # Shielded: a caller hanging up mid-commit must not leave it half-known.
+                    with trio.CancelScope(shield=True), trio.fail_after(COMMIT_TIMEOUT_S):
+                        order = await self.deps.store.commit_order(draft)
+                    self.report.orders.append(order)
+                    log.info("call %s committed order %s", self.report.call_sid, order.order_number)
+                    if self.deps.on_order_committed is not None:
+                        self.deps.on_order_committed(order)
+                    result = model.OrderCommitted(request_id=request_id, order=order)
+                case model.LookupOrders(request_id=request_id, phones=phones):
+                    with trio.fail_after(COMMIT_TIMEOUT_S):
+                        orders = await self.deps.store.orders_for_phones(
+                            phones, order_number=effect.order_number
+                        )
+                    result = model.OrdersFound(request_id=request_id, orders=tuple(orders))
+        except (StoreError, trio.TooSlowError) as exc:
+            log.error("call %s: store effect failed: %s", self.report.call_sid, exc)
+            result = model.EffectFailed(request_id=effect.request_id, reason=str(exc) or "timeout")
+        if self.deps.metrics is not None:
+            name = "checkout_order" if isinstance(effect, model.CommitOrder) else "order_status"
+            self.deps.metrics.function_call(name, trio.current_time() - started)
+        self.feed(result)
+
+    # --- the phone side -----------------------------------------------------------------------
+
+    async def phone_reader(self) -> None:
+        limit = self.deps.max_message_bytes
+        try:
+            while True:
+                frame = await self.phone.receive()
+                if len(frame) > limit:
+                    log.warning(
+                        "call %s: %d-byte message over the %d-byte limit; closing",
+                        self.report.call_sid,
+                        len(frame),
+                        limit,
+                    )
+                    self.close_code = CLOSE_TOO_BIG
+                    self.feed(CallerHungUp())
+                    return
+                try:
+                    event = twilio.decode(frame)
+                except RemoteProtocolError as exc:
+                    self.report.malformed += 1
+                    log.info("call %s: skipped a frame: %s", self.report.call_sid, exc.message)
+                    self.feed(TwilioMalformed(reason=exc.message))
+                    continue
+                if isinstance(event, twilio.UnknownTwilioEvent):
+                    self.report.malformed += 1
+                if isinstance(event, twilio.Start) and not self.started:
+                    if not self._admit(event):
+                        return
+                    self.feed(event)
+                    assert self.nursery is not None
+                    self.nursery.start_soon(self.agent_main)
+                    continue
+                self.feed(event)
+        except PhoneClosed:
+            self.feed(CallerHungUp())
+
+    def _admit(self, start: twilio.Start) -> bool:
+        """Token and capacity checks, before any agent connection is opened."""
+        call_sid = start.start.call_sid
+        self.report.call_sid = call_sid
+        if self.authorize is not None:
+            why = self.authorize(start)
+            if why is not None:
+                self.refuse(why, CLOSE_POLICY)
+                return False
+        try:
+            self.slot.enter_context(self.deps.registry.active(call_sid or None))
+        except CallsFull as exc:
+            self.refuse(str(exc), CLOSE_TRY_LATER)
+            return False
+        self.started = True
+        if self.recorder is not None:
+            self.recorder.begin(call_sid)
+        if self.deps.metrics is not None:
+            self.deps.metrics.call_started()
+            self.metrics_started = True
+        return True
+
+    async def phone_writer(self) -> None:
+        try:
+            while True:
+                text = await self.phone_out.get()
+                await self.phone.send(text)
+        except trio.EndOfChannel:
+            return
+        except PhoneClosed:
+            self.feed(CallerHungUp())
+
+    # --- the agent side -----------------------------------------------------------------------
+
+    async def agent_main(self) -> None:
+        try:
+            async with self.connect_agent() as link:
+                assert self.nursery is not None
+                self.nursery.start_soon(self.agent_writer, link)
+                await self._agent_reader(link)
+        except AgentUnreachable as exc:
+            log.error("call %s: agent unreachable: %s", self.report.call_sid, exc.reason)
+            self.feed(AgentLost(reason=exc.reason))
+        except AgentClosed as exc:
+            log.warning("call %s: agent link lost: %s", self.report.call_sid, exc.reason)
+            self.feed(AgentLost(reason=exc.reason))
+
+    async def _agent_reader(self, link: AgentConnection) -> None:
+        # Deepgram: send nothing before Welcome. Anything else first (or silence) is
+        # passed on after AgentConnected; the session's own timer guards SettingsApplied.
+        first: str | bytes | None = None
+        with trio.move_on_after(WELCOME_TIMEOUT_S):
+            first = await link.receive()
+        if first is not None and self._is_welcome(first):
+            self._agent_frame(first)
+            first = None
+        self.feed(AgentConnected())
+        if first is not None:
+            self._agent_frame(first)
+        while True:
+            self._agent_frame(await link.receive())
+
+    @staticmethod
+    def _is_welcome(frame: str | bytes) -> bool:
+        if isinstance(frame, bytes):
+            return False
+        try:
+            return isinstance(agent.decode(frame), agent.Welcome)
+        except RemoteProtocolError:
+            return False
+
+    def _agent_frame(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            self.feed(AgentAudio(data=frame))
+            return
+        try:
+            message = agent.decode(frame)
+        except RemoteProtocolError as exc:
+            log.warning("call %s: skipped an agent message: %s", self.report.call_sid, exc.message)
+            return
+        self.feed(message)
+
+    async def agent_writer(self, link: AgentConnection) -> None:
+        try:
+            while True:
+                await link.send(await self.agent_out.get())
+        except trio.EndOfChannel:
+            return
+        except AgentClosed as exc:
+            self.feed(AgentLost(reason=exc.reason))
+
+    # --- cleanup ------------------------------------------------------------------------------
+
+    async def close_phone(self) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            with suppress(PhoneClosed):
+                await self.phone.close(self.close_code)
+
+
+async def run_call(
+    phone: PhoneSide,
+    deps: CallDeps,
+    connect_agent: AgentConnector,
+    *,
+    authorize: Authorize | None = None,
+    observe: Observe | None = None,
+) -> CallReport:
+    """Run one call until it ends; returns how it went. Never raises for a peer's fault.
+
+    The phone side must already be accepted. `authorize` sees the `start` event before
+    any agent connection is opened (the per-call token check); a refused call is closed
+    with 1008 and never reaches the agent. The phone socket is closed when the call ends
+    (that is what makes Twilio fetch `/voice/after`), the agent socket within 2 s.
+    """
+    call = _Call(phone, deps, connect_agent, authorize, observe)
+    try:
+        async with trio.open_nursery() as nursery:
+            call.nursery = nursery
+            if deps.open_recorder is not None:
+                call.recorder = deps.open_recorder(deps.config)
+                nursery.start_soon(call.recorder.run)
+            nursery.start_soon(call.phone_writer)
+            await call.phone_reader()
+            # The reader returns on a refusal, an oversized frame or a closed socket; in
+            # every case the call is over (the session saw CallerHungUp or was refused).
+            if not call.ended:
+                call.end(EndReason.COMPLETED)
+    except Exception:
+        # Our own bug: the caller should hear the apology rather than silence.
+        log.exception("call %s crashed", call.report.call_sid)
+        if not call.ended:
+            call.end(EndReason.AGENT_FAILED)
+        call.report.end_reason = call.report.end_reason or EndReason.AGENT_FAILED
+    finally:
+        call.ended = True
+        for scope in call.timers.values():
+            scope.cancel()
+        await call.close_phone()
+        call.slot.close()
+        if call.metrics_started and deps.metrics is not None:
+            deps.metrics.call_ended(trio.current_time() - call.t0)
+        if call.recorder is not None:
+            with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                await call.recorder.aclose()
+    call.report.malformed = call.session.malformed_count or call.report.malformed
+    return call.report
+
+
+# --- building the shared pieces from Services ---------------------------------------------------
+
+
+def call_config_from_settings(settings: Any, menu: Any) -> CallConfig:
+    """The per-process `CallConfig` template: agent `Settings` from CONTRACT §2 and the menu."""
+    from boba_proto import menu as menu_mod
+
+    profile = agent.AudioProfile(settings.audio)
+    agent_settings = agent.build_settings(
+        profile=profile,
+        listen_model=settings.listen_model,
+        think_provider=settings.think_provider,
+        think_model=settings.think_model,
+        speak_model=settings.speak_model,
+        prompt=menu_mod.build_prompt(menu),
+        functions=menu_mod.function_specs(menu),
+        greeting=settings.greeting,
+    )
+    return CallConfig(
+        profile=profile,
+        agent_settings=agent_settings,
+        menu=menu,
+        max_call_seconds=float(settings.max_call_seconds),
+    )
+
+
+def build_call_deps(services: Any) -> CallDeps:
+    """Everything calls share, from `boba_runtime.services.Services` (built once per app)."""
+    from boba_runtime.recorder import recorder_factory
+
+    settings = services.settings
+    registry = services.calls
+    if registry is None:
+        registry = CallRegistry(max_calls=settings.max_calls, secret_key=services.secret_key)
+    events = getattr(services, "events", None)
+
+    def on_order_committed(order: model.Order) -> None:
+        del order
+        if events is not None:
+            events.notify()  # the TV board and the console hear of it at once
+
+    return CallDeps(
+        config=call_config_from_settings(settings, services.menu),
+        store=services.store,
+        registry=registry,
+        max_message_bytes=settings.max_message_bytes,
+        metrics=services.metrics,
+        on_order_committed=on_order_committed,
+        open_recorder=recorder_factory(settings.record_dir) if settings.record_dir else None,
+    )

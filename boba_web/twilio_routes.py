@@ -1,0 +1,243 @@
+"""Twilio's three routes (CONTRACT §3): `POST /voice`, `POST /voice/after`, `WS /twilio`.
+
+* `/voice` answers a call with TwiML built by the `twilio` package: a `<Say>`, then
+  `<Connect action=".../voice/after"><Stream url="ws(s)://PUBLIC/twilio">` with the
+  `caller`, `callSid` and per-call `token` parameters; over `BOBA_MAX_CALLS` a busy
+  message and `<Hangup/>`.
+* `/voice/after` is Twilio's callback when the stream ends: `<Hangup/>`, preceded by an
+  apology when the call ended because the agent failed.
+* `/twilio` is the Media Stream: the handshake's `X-Twilio-Signature` (over the stream URL
+  exactly as in the TwiML, no params) is checked before the socket is accepted, the
+  `start` event's token before any agent connection is opened, then `run_call` runs it.
+
+Signatures are computed over `BOBA_PUBLIC_URL`, never `Host` or `X-Forwarded-*`. With
+`BOBA_VALIDATE_TWILIO=false` they are skipped (the stream token is still checked). With
+validation on but no `TWILIO_AUTH_TOKEN` they cannot be checked: `boba serve` starts like
+that only on a loopback address (CONTRACT §2), and these routes, failing closed, refuse
+every Twilio request unless the server is bound to loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Response, request, websocket
+from quart_trio import QuartTrio
+from twilio.request_validator import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+from twilio.twiml.voice_response import VoiceResponse
+
+from boba_proto import twilio as tw
+from boba_runtime.agent_link import (
+    AgentConnector,
+    local_agent_url,
+    websocket_connector,
+)
+from boba_runtime.call_runner import (
+    CallDeps,
+    PhoneClosed,
+    build_call_deps,
+    run_call,
+)
+from boba_runtime.calls import CallOutcome, CallRegistry, CallsFull
+from boba_runtime.settings import Settings
+
+try:  # quart >= 0.23 raises this from receive() when the peer leaves
+    from quart.wrappers.base import ClientDisconnectedError  # type: ignore[attr-defined]
+except ImportError:  # quart <= 0.22 cancels the handler instead
+
+    class ClientDisconnectedError(Exception):  # type: ignore[no-redef]
+        """Never raised on quart 0.22."""
+
+
+log = logging.getLogger(__name__)
+
+CONNECTING = "Connecting you to the Deepgram Boba Rista."
+BUSY = "Sorry, all of our lines are busy right now. Please call back in a few minutes."
+APOLOGY = "Sorry, we're having trouble taking orders right now. Please call back in a few minutes."
+TWIML = "text/xml; charset=utf-8"
+
+
+# --- TwiML ------------------------------------------------------------------------------------
+
+
+def connect_twiml(settings: Settings, *, caller: str, call_sid: str, token: str) -> str:
+    response = VoiceResponse()
+    response.say(CONNECTING)
+    connect = response.connect(action=f"{settings.public_url}/voice/after")
+    stream = connect.stream(url=settings.stream_url)
+    stream.parameter(name="caller", value=caller)
+    stream.parameter(name="callSid", value=call_sid)
+    stream.parameter(name="token", value=token)
+    return str(response)
+
+
+def busy_twiml() -> str:
+    response = VoiceResponse()
+    response.say(BUSY)
+    response.hangup()
+    return str(response)
+
+
+def after_twiml(outcome: CallOutcome | None) -> str:
+    response = VoiceResponse()
+    if outcome is CallOutcome.FAILED:
+        response.say(APOLOGY)
+    response.hangup()
+    return str(response)
+
+
+# --- signatures -------------------------------------------------------------------------------
+
+
+def signature_ok(
+    settings: Settings,
+    url: str,
+    params: Mapping[str, Any],
+    headers: Mapping[str, str],
+) -> bool:
+    """`X-Twilio-Signature` of one request, per `BOBA_VALIDATE_TWILIO` (fail closed)."""
+    if not settings.validate_twilio:
+        return True
+    token = settings.twilio_auth_token
+    if token is None:
+        # Cannot validate: acceptable only for local development on a loopback address.
+        return settings.bound_to_loopback
+    signature = headers.get(SIGNATURE_HEADER)
+    if not signature:
+        return False
+    algorithm = get_signature_algorithm(headers.get(SIGNATURE_SETTINGS_HEADER))
+    return bool(RequestValidator(token).validate(url, params, signature, algorithm))
+
+
+def webhook_url(settings: Settings, path: str, query_string: bytes) -> str:
+    """The URL Twilio signed: BOBA_PUBLIC_URL + path + query, never the Host header."""
+    url = settings.public_url.rstrip("/") + path
+    if query_string:
+        url += "?" + query_string.decode("latin-1")
+    return url
+
+
+def forbidden() -> Response:
+    return Response("Forbidden: bad or missing X-Twilio-Signature\n", 403, mimetype="text/plain")
+
+
+# --- the phone side over Quart's websocket ----------------------------------------------------
+
+
+class QuartPhone:
+    """`call_runner.PhoneSide` over the current Quart websocket."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+        self._closed = False
+
+    async def receive(self) -> str | bytes:
+        try:
+            data: str | bytes = await self._ws.receive()
+        except ClientDisconnectedError:
+            raise PhoneClosed from None
+        return data
+
+    async def send(self, text: str) -> None:
+        if self._closed:
+            raise PhoneClosed
+        try:
+            await self._ws.send(text)
+        except ClientDisconnectedError:
+            raise PhoneClosed from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(ClientDisconnectedError):
+            await self._ws.close(code, reason)
+
+
+def agent_connector(settings: Settings, scope: Mapping[str, Any]) -> AgentConnector:
+    """Deepgram (or a fake) from `BOBA_AGENT_URL`; `local` = this server's `/agent/local`."""
+    url = settings.agent_url
+    if url == "local":
+        host, port = scope.get("server") or (settings.host, settings.port)
+        url = local_agent_url(str(host), int(port), tls=settings.tls_enabled)
+        api_key = None
+    else:
+        api_key = settings.deepgram_api_key
+    return websocket_connector(url, api_key=api_key, max_message_bytes=settings.max_message_bytes)
+
+
+def token_check(registry: CallRegistry) -> Any:
+    def authorize(start: tw.Start) -> str | None:
+        token = start.start.custom_parameters.get("token", "")
+        if registry.token_valid(start.start.call_sid, token):
+            return None
+        return "the stream's token does not match its callSid"
+
+    return authorize
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | None = None) -> None:
+    """POST /voice, POST /voice/after and WS /twilio, all from `services`."""
+    settings: Settings = services.settings
+    call_deps = deps if deps is not None else build_call_deps(services)
+    registry = call_deps.registry
+    authorize = token_check(registry)
+
+    @app.post("/voice")
+    async def voice() -> Response:
+        form = await request.form
+        url = webhook_url(settings, request.path, request.query_string)
+        if not signature_ok(settings, url, form, request.headers):
+            log.warning("POST /voice refused: bad or missing X-Twilio-Signature")
+            return forbidden()
+        call_sid = form.get("CallSid", "")
+        caller = form.get("From", "")
+        if not call_sid:
+            return Response("CallSid is missing\n", 400, mimetype="text/plain")
+        try:
+            registry.reserve(call_sid)
+        except CallsFull:
+            log.warning("call %s: busy (%d calls in progress)", call_sid, registry.load)
+            return Response(busy_twiml(), 200, content_type=TWIML)
+        token = registry.token_for(call_sid)
+        twiml = connect_twiml(settings, caller=caller, call_sid=call_sid, token=token)
+        return Response(twiml, 200, content_type=TWIML)
+
+    @app.post("/voice/after")
+    async def voice_after() -> Response:
+        form = await request.form
+        url = webhook_url(settings, request.path, request.query_string)
+        if not signature_ok(settings, url, form, request.headers):
+            log.warning("POST /voice/after refused: bad or missing X-Twilio-Signature")
+            return forbidden()
+        call_sid = form.get("CallSid", "")
+        registry.release(call_sid)  # the stream is over either way
+        outcome = registry.outcome(call_sid)
+        return Response(after_twiml(outcome), 200, content_type=TWIML)
+
+    @app.websocket("/twilio")
+    async def twilio_stream() -> Response | None:
+        if not signature_ok(settings, settings.stream_url, {}, websocket.headers):
+            log.warning("WS /twilio refused: bad or missing X-Twilio-Signature")
+            return forbidden()
+        ws = websocket._get_current_object()
+        await ws.accept()
+        phone = QuartPhone(ws)
+        connect = agent_connector(settings, ws.scope)
+        # quart 0.23: a caller who leaves shows up as ClientDisconnectedError (turned into
+        # PhoneClosed by QuartPhone); quart 0.22 cancels this handler. run_call cleans up
+        # in `finally` either way.
+        with contextlib.suppress(ClientDisconnectedError):
+            await run_call(phone, call_deps, connect, authorize=authorize)
+        return None

@@ -1,0 +1,397 @@
+"""A client that behaves like Twilio towards our server (the Twilio note, §7 "fake Twilio").
+
+* `post_webhook` signs a form POST with `X-Twilio-Signature` over the *public* URL, exactly
+  as Twilio does (`RequestValidator.compute_signature`), and sends it to the real server.
+* `parse_twiml` pulls the `<Say>`, `<Connect action>`, `<Stream url>` and `<Parameter>`s out
+  of an answer.
+* `TwilioStream` opens the Media Streams WebSocket with a signed handshake (signature over
+  the stream URL as it appears in the TwiML, no params), sends `connected`, `start` (with
+  the TwiML's parameters), `media` every 20 ms with Twilio's counters (shared
+  `sequenceNumber`, `chunk` += 1, `timestamp` += 20 from a non-zero start), and plays what
+  the server sends like Twilio does: media is queued and "played" at 8000 bytes/s, each
+  `mark` is echoed when the audio before it has played (at once if nothing is queued), and
+  `clear` drops the queue and echoes every pending mark immediately. Outbound messages with
+  unknown keys are recorded as errors (Twilio's 31951).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import xml.etree.ElementTree as ET
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+import trio_websocket
+from twilio.request_validator import RequestValidator
+
+from boba_proto import twilio as tw
+
+FRAME_BYTES = 160
+FRAME_SECONDS = 0.02
+SILENCE = b"\xff" * FRAME_BYTES
+
+
+def sign(auth_token: str, url: str, params: dict[str, str]) -> str:
+    return str(RequestValidator(auth_token).compute_signature(url, params))
+
+
+async def post_webhook(
+    client: httpx.AsyncClient,
+    *,
+    server_url: str,
+    public_url: str,
+    path: str,
+    params: dict[str, str],
+    auth_token: str | None,
+    signature: str | None = None,
+) -> httpx.Response:
+    """POST `params` to `server_url + path`, signed as Twilio would for `public_url + path`."""
+    headers = {}
+    if signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    elif auth_token is not None:
+        headers["X-Twilio-Signature"] = sign(auth_token, public_url.rstrip("/") + path, params)
+    return await client.post(server_url.rstrip("/") + path, data=params, headers=headers)
+
+
+@dataclass
+class TwiML:
+    says: list[str]
+    connect_action: str | None
+    stream_url: str | None
+    parameters: dict[str, str]
+    hangup: bool
+
+
+def parse_twiml(text: str) -> TwiML:
+    root = ET.fromstring(text)
+    assert root.tag == "Response", text
+    says = [el.text or "" for el in root.iter("Say")]
+    connect = root.find("Connect")
+    stream = connect.find("Stream") if connect is not None else None
+    params = {}
+    if stream is not None:
+        params = {p.get("name", ""): p.get("value", "") for p in stream.iter("Parameter")}
+    return TwiML(
+        says=says,
+        connect_action=connect.get("action") if connect is not None else None,
+        stream_url=stream.get("url") if stream is not None else None,
+        parameters=params,
+        hangup=root.find("Hangup") is not None,
+    )
+
+
+@dataclass
+class PlayedAudio:
+    """What the server sent, as Twilio's player saw it."""
+
+    media_messages: int = 0
+    media_bytes: int = 0
+    payload_sizes: list[int] = field(default_factory=list)
+    marks_sent: list[str] = field(default_factory=list)
+    marks_echoed: list[str] = field(default_factory=list)
+    clears: list[float] = field(default_factory=list)  # trio time of each clear
+    first_media_time: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class TwilioStream:
+    """One Media Streams connection, as Twilio would run it."""
+
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        *,
+        call_sid: str,
+        stream_sid: str,
+        parameters: dict[str, str],
+        first_timestamp: int = 52,
+    ) -> None:
+        self.ws = ws
+        self.call_sid = call_sid
+        self.stream_sid = stream_sid
+        self.parameters = parameters
+        self.played = PlayedAudio()
+        self.closed = trio.Event()
+        self.close_code: int | None = None
+        self._seq = 0
+        self._chunk = 0
+        self._timestamp = first_timestamp
+        self._queue: deque[tuple[str, int]] = deque()  # ("audio", n bytes) / ("mark", name)
+        self._queued_audio_bytes = 0
+        self._send_lock = trio.Lock()
+        self.on_clear = trio.Event()
+
+    # --- Twilio -> server ------------------------------------------------------------------
+
+    async def _send(self, text: str) -> None:
+        async with self._send_lock:
+            await self.ws.send_message(text)
+
+    def _next_seq(self) -> str:
+        self._seq += 1
+        return str(self._seq)
+
+    async def send_connected(self) -> None:
+        await self._send(tw.encode_event(tw.Connected(protocol="Call", version="1.0.0")))
+
+    async def send_start(self) -> None:
+        start = tw.Start(
+            stream_sid=self.stream_sid,
+            sequence_number=self._next_seq(),
+            start=tw.StartInfo(
+                stream_sid=self.stream_sid,
+                call_sid=self.call_sid,
+                account_sid="AC" + "0" * 32,
+                tracks=["inbound"],
+                media_format=tw.MediaFormat(encoding="audio/x-mulaw", sample_rate=8000, channels=1),
+                custom_parameters=dict(self.parameters),
+            ),
+        )
+        await self._send(tw.encode_event(start))
+
+    async def send_media(self, payload: bytes = SILENCE) -> None:
+        self._chunk += 1
+        media = tw.Media(
+            stream_sid=self.stream_sid,
+            sequence_number=self._next_seq(),
+            media=tw.MediaInfo(
+                track="inbound",
+                chunk=str(self._chunk),
+                timestamp=str(self._timestamp),
+                payload=payload,
+            ),
+        )
+        self._timestamp += 20
+        await self._send(tw.encode_event(media))
+
+    async def send_dtmf(self, digit: str) -> None:
+        await self._send(
+            tw.encode_event(
+                tw.Dtmf(
+                    stream_sid=self.stream_sid,
+                    sequence_number=self._next_seq(),
+                    dtmf=tw.DtmfInfo(track="inbound_track", digit=digit),
+                )
+            )
+        )
+
+    async def send_raw(self, text: str | bytes) -> None:
+        async with self._send_lock:
+            await self.ws.send_message(text)
+
+    async def send_stop(self) -> None:
+        await self._send(
+            tw.encode_event(
+                tw.Stop(
+                    stream_sid=self.stream_sid,
+                    sequence_number=self._next_seq(),
+                    stop=tw.StopInfo(account_sid="AC" + "0" * 32, call_sid=self.call_sid),
+                )
+            )
+        )
+
+    async def stream_audio(self, seconds: float | None = None, payload: bytes = SILENCE) -> None:
+        """Caller audio every 20 ms on an absolute schedule (no drift), until cancelled."""
+        start = trio.current_time()
+        n = 0
+        while seconds is None or n * FRAME_SECONDS < seconds:
+            if self.closed.is_set():
+                return
+            try:
+                await self.send_media(payload)
+            except trio_websocket.ConnectionClosed:
+                return
+            n += 1
+            await trio.sleep_until(start + n * FRAME_SECONDS)
+
+    # --- server -> Twilio ---------------------------------------------------------------------
+
+    async def _echo_mark(self, name: str) -> None:
+        self.played.marks_echoed.append(name)
+        msg = tw.Mark(
+            stream_sid=self.stream_sid,
+            sequence_number=self._next_seq(),
+            mark=tw.MarkInfo(name=name),
+        )
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            await self._send(tw.encode_event(msg))
+
+    async def _reader(self) -> None:
+        try:
+            while True:
+                text = await self.ws.get_message()
+                if isinstance(text, bytes):
+                    self.played.errors.append("binary frame (Twilio warning 31950)")
+                    continue
+                try:
+                    msg = tw.decode_outbound(text)
+                except Exception as exc:
+                    self.played.errors.append(f"31951: {exc}")
+                    continue
+                if msg.stream_sid != self.stream_sid:
+                    self.played.errors.append(f"31951: wrong streamSid {msg.stream_sid!r}")
+                    continue
+                match msg:
+                    case tw.SendMedia(payload=payload):
+                        if self.played.first_media_time is None:
+                            self.played.first_media_time = trio.current_time()
+                        self.played.media_messages += 1
+                        self.played.media_bytes += len(payload)
+                        self.played.payload_sizes.append(len(payload))
+                        self._queue.append(("audio", len(payload)))
+                        self._queued_audio_bytes += len(payload)
+                    case tw.SendMark(name=name):
+                        self.played.marks_sent.append(name)
+                        if self._queued_audio_bytes == 0:
+                            await self._echo_mark(name)
+                        else:
+                            self._queue.append(("mark", name))
+                    case tw.SendClear():
+                        self.played.clears.append(trio.current_time())
+                        self.on_clear.set()
+                        pending = [item for kind, item in self._queue if kind == "mark"]
+                        self._queue.clear()
+                        self._queued_audio_bytes = 0
+                        for name in pending:
+                            await self._echo_mark(str(name))
+        except trio_websocket.ConnectionClosed as exc:
+            self.close_code = exc.reason.code if exc.reason else None
+        finally:
+            self.closed.set()
+
+    async def _player(self) -> None:
+        """Consume queued audio at 8000 bytes/s; echo marks as playback passes them."""
+        budget = 0.0
+        last = trio.current_time()
+        while not self.closed.is_set():
+            await trio.sleep(FRAME_SECONDS)
+            now = trio.current_time()
+            budget += (now - last) * 8000
+            last = now
+            while self._queue:
+                kind, item = self._queue[0]
+                if kind == "mark":
+                    self._queue.popleft()
+                    await self._echo_mark(str(item))
+                    continue
+                size = int(item)
+                if budget < size:
+                    if budget > 0:
+                        self._queue[0] = ("audio", size - int(budget))
+                        self._queued_audio_bytes -= int(budget)
+                    budget = 0
+                    break
+                budget -= size
+                self._queued_audio_bytes -= size
+                self._queue.popleft()
+            if not self._queue:
+                budget = 0.0
+
+
+@dataclass
+class CallResult:
+    twiml: TwiML
+    stream: TwilioStream | None = None
+    after: TwiML | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def stream_target(server_url: str, stream_url: str) -> str:
+    """The public stream URL from the TwiML, re-pointed at the server under test."""
+    server = urlsplit(server_url)
+    public = urlsplit(stream_url)
+    scheme = "wss" if server.scheme == "https" else "ws"
+    return f"{scheme}://{server.netloc}{public.path}"
+
+
+class open_twilio_stream:
+    """`async with open_twilio_stream(...) as stream`: connect, run reader and player."""
+
+    def __init__(
+        self,
+        *,
+        server_url: str,
+        stream_url: str,
+        auth_token: str | None,
+        call_sid: str,
+        parameters: dict[str, str],
+        stream_sid: str | None = None,
+        signature: str | None = None,
+        max_message_size: int = 1 << 20,
+    ) -> None:
+        self.server_url = server_url
+        self.stream_url = stream_url
+        self.auth_token = auth_token
+        self.call_sid = call_sid
+        self.parameters = parameters
+        self.stream_sid = stream_sid or "MZ" + call_sid[2:].ljust(32, "0")[:32]
+        self.signature = signature
+        self.max_message_size = max_message_size
+
+    async def __aenter__(self) -> TwilioStream:
+        headers: list[tuple[bytes, bytes]] = []
+        signature = self.signature
+        if signature is None and self.auth_token is not None:
+            signature = sign(self.auth_token, self.stream_url, {})
+        if signature is not None:
+            headers.append((b"X-Twilio-Signature", signature.encode()))
+        self._ws_cm = trio_websocket.open_websocket_url(
+            stream_target(self.server_url, self.stream_url),
+            extra_headers=headers,
+            max_message_size=self.max_message_size,
+            message_queue_size=64,
+            connect_timeout=5,
+            disconnect_timeout=2,
+        )
+        ws = await self._ws_cm.__aenter__()
+        self._nursery_cm = trio.open_nursery()
+        nursery = await self._nursery_cm.__aenter__()
+        self.stream = TwilioStream(
+            ws, call_sid=self.call_sid, stream_sid=self.stream_sid, parameters=self.parameters
+        )
+        nursery.start_soon(self.stream._reader)
+        nursery.start_soon(self.stream._player)
+        self._nursery = nursery
+        return self.stream
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            self._nursery.cancel_scope.cancel()
+            await self._nursery_cm.__aexit__(None, None, None)
+        finally:
+            with trio.move_on_after(2, shield=True):
+                await self._ws_cm.__aexit__(None, None, None)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def make_call_sid(n: int) -> str:
+    return "CA" + f"{n:032x}"
+
+
+def form(call_sid: str, caller: str, to: str = "+14155550100") -> dict[str, str]:
+    """The fields Twilio posts to a voice webhook (a realistic subset)."""
+    return {
+        "AccountSid": "AC" + "0" * 32,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "CallStatus": "ringing",
+        "Called": to,
+        "Caller": caller,
+        "Direction": "inbound",
+        "From": caller,
+        "To": to,
+    }
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj)
