@@ -37,3 +37,13 @@ def golden_update(session: nox.Session) -> None:
     """Deliberate snapshot refresh: never run in CI; review the diff before committing."""
     session.install("-e", ".[test]")
     session.run("pytest", "tests/golden", "--snapshot-update")
+
+
+@nox.session(default=False)
+def bench_dsp(session: nox.Session) -> None:
+    """DSP micro-benchmark (issue 3): µs per call per 20 ms tick vs resample_poly per chunk."""
+    session.install("-e", ".")
+    session.run(
+        "python", "bench/bench_dsp.py", *(session.posargs or ("--pin",)),
+        env={"OPENBLAS_NUM_THREADS": "1"},
+    )

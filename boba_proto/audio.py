@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import functools
 from math import gcd
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import as_strided
 from scipy import signal
 
 from boba_proto.errors import LocalProtocolError
@@ -233,7 +232,7 @@ class Resampler:
     output costs `taps_per_phase` multiply-adds. Use `resampler(in, out)` to share designs.
     """
 
-    __slots__ = ("_by_phase", "_by_phase_t", "_spec", "_taps", "_taps_per_phase")
+    __slots__ = ("_blocks", "_by_phase", "_by_phase_t", "_spec", "_taps", "_taps_per_phase")
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         spec, taps = _design(in_rate, out_rate)
@@ -251,6 +250,9 @@ class Resampler:
         self._taps_per_phase = per_phase
         self._by_phase: Float64Array = by_phase
         self._by_phase_t: Float64Array = by_phase_t
+        self._blocks: tuple[Float64Array, ...] = ()
+        if spec.up == 1 or spec.down == 1:
+            self._blocks = _block_toeplitz(by_phase_t, spec.down)
 
     def __repr__(self) -> str:
         s = self._spec
@@ -318,15 +320,20 @@ class Resampler:
 
     def process_bytes(self, data: bytes, state: ResamplerState) -> tuple[bytes, ResamplerState]:
         """Resample linear16 little-endian bytes; an odd trailing byte waits in the state."""
+        output, state = self.process_pcm16(data, state)
+        return output.astype(_PCM16_LE, copy=False).tobytes(), state
+
+    def process_pcm16(
+        self, data: bytes, state: ResamplerState
+    ) -> tuple[Int16Array, ResamplerState]:
+        """Like `process_bytes`, but the output stays an int16 array (to feed an encoder)."""
         self._check(state)
         if state.pending:
             data = state.pending + data
         usable = len(data) & ~1
-        samples = np.frombuffer(data, dtype=_PCM16_LE, count=usable // 2).astype(
-            np.int16, copy=False
-        )
+        samples = np.frombuffer(data, dtype=_PCM16_LE, count=usable // 2)
         output, history, phase = self._run(samples, state)
-        return output.astype(_PCM16_LE, copy=False).tobytes(), ResamplerState(
+        return output, ResamplerState(
             in_rate=state.in_rate,
             out_rate=state.out_rate,
             history=history,
@@ -345,39 +352,81 @@ class Resampler:
         ):
             raise LocalProtocolError("corrupt ResamplerState: history length or phase is off")
 
-    def _run(self, samples: Int16Array, state: ResamplerState) -> tuple[Int16Array, bytes, int]:
+    def _run(
+        self, samples: npt.NDArray[np.signedinteger[Any]], state: ResamplerState
+    ) -> tuple[Int16Array, bytes, int]:
         """Filter one chunk. The window for output i is x_ext[m_i : m_i + Q], where x_ext is
         the kept history followed by the chunk and m_i the chunk index of its newest input."""
         up, down, q = self._spec.up, self._spec.down, self._taps_per_phase
         n = len(samples)
         count = self.output_length(n, state)
-        extended = np.empty(q - 1 + n)
+        # Room past the end lets whole Toeplitz blocks read zeros that meet zero taps.
+        extended = np.zeros(q - 1 + n + _BLOCK * max(up, down) + q)
         extended[: q - 1] = np.frombuffer(state.history, dtype=_PCM16_LE)
-        extended[q - 1 :] = samples
-        new_history = extended[n:].astype(_PCM16_LE).tobytes()
+        extended[q - 1 : q - 1 + n] = samples
+        new_history = extended[n : q - 1 + n].astype(_PCM16_LE).tobytes()
         next_phase = state.phase + count * down - n * up
         if count == 0:
             return np.empty(0, dtype=np.int16), new_history, next_phase
-        step = extended.strides[0]
-        if down == 1:
-            # Pure interpolation (phase is always 0): one GEMM, (n x Q) @ (Q x up).
-            windows = as_strided(extended, shape=(n, q), strides=(step, step), writeable=False)
-            filtered = (windows @ self._by_phase_t).ravel()
-        elif up == 1:
-            # Pure decimation: one GEMV over windows `down` samples apart.
-            windows = as_strided(
-                extended[state.phase :], shape=(count, q), strides=(down * step, step),
-                writeable=False,
-            )
-            filtered = windows @ self._by_phase[0]
+        if self._blocks:
+            # Pure interpolation (phase always 0; `up` outputs per input row) or pure
+            # decimation (one output per row, rows `down` apart, starting at `phase`).
+            rows = n if down == 1 else count
+            filtered = _rows_times(extended, state.phase, down, rows, q, self._by_phase_t,
+                                   self._blocks)
         else:
             # General L/M: gather each output's window and its phase's taps.
             t = state.phase + down * np.arange(count)
             newest = t // up
             windows = extended[newest[:, None] + np.arange(q)]
             filtered = np.einsum("ij,ij->i", self._by_phase[t % up], windows)
-        output = np.clip(np.rint(filtered), -32768, 32767).astype(np.int16)
-        return output, new_history, next_phase
+        np.rint(filtered, out=filtered)
+        filtered.clip(-32768.0, 32767.0, out=filtered)
+        return filtered.astype(np.int16), new_history, next_phase
+
+
+_BLOCK: Final = 32
+"""Rows per Toeplitz block: a 20 ms frame at 8, 16, 24 or 48 kHz is a whole number of them."""
+
+
+def _block_toeplitz(coef: Float64Array, stride: int) -> tuple[Float64Array, ...]:
+    """Split the product `Y[r] = x[r*stride : r*stride + Q] @ coef` (coef is Q x P) into
+    non-overlapping input blocks of _BLOCK*stride samples, so each term is one contiguous
+    GEMM: Y_blocks = sum_c X_c @ T_c, with X_c the input reshaped into blocks shifted by c."""
+    q, p = coef.shape
+    span = _BLOCK * stride
+    terms = -(-((_BLOCK - 1) * stride + q) // span)
+    full = np.zeros((terms * span, _BLOCK * p))
+    for i in range(_BLOCK):
+        full[i * stride : i * stride + q, i * p : (i + 1) * p] = coef
+    parts = tuple(np.ascontiguousarray(full[c * span : (c + 1) * span]) for c in range(terms))
+    for part in parts:
+        part.flags.writeable = False
+    return parts
+
+
+def _rows_times(
+    extended: Float64Array, start: int, stride: int, rows: int, q: int, coef: Float64Array,
+    blocks: tuple[Float64Array, ...],
+) -> Float64Array:
+    """All rows of `extended[start + r*stride : ... + q] @ coef`, raveled (r major)."""
+    step = extended.strides[0]
+    span = _BLOCK * stride
+    whole = rows // _BLOCK
+    out: list[Float64Array] = []
+    if whole:
+        shape, strides = (whole, span), (span * step, step)
+        acc = np.ndarray(shape, np.float64, extended, start * step, strides) @ blocks[0]
+        for c, part in enumerate(blocks[1:], start=1):
+            offset = (start + c * span) * step
+            acc += np.ndarray(shape, np.float64, extended, offset, strides) @ part
+        out.append(acc.ravel())
+    left = rows - whole * _BLOCK
+    if left:
+        offset = (start + whole * span) * step
+        tail = np.ndarray((left, q), np.float64, extended, offset, (stride * step, step))
+        out.append((tail @ coef).ravel())
+    return out[0] if len(out) == 1 else np.concatenate(out)
 
 
 @functools.cache
@@ -400,8 +449,8 @@ def agent_to_caller(
     """Agent linear16 LE at `agent_rate` to μ-law 8 kHz (start from
     `resampler(agent_rate, 8000).initial_state()`). An odd trailing byte waits in the state.
     Pass the result through `frame_ulaw` to get whole Twilio frames."""
-    converted, state = resampler(agent_rate, TWILIO_RATE).process_bytes(pcm, state)
-    return ulaw_encode(np.frombuffer(converted, dtype=_PCM16_LE).astype(np.int16)), state
+    converted, state = resampler(agent_rate, TWILIO_RATE).process_pcm16(pcm, state)
+    return ulaw_encode(converted), state
 
 
 # --------------------------------------------------------------------------- framing
