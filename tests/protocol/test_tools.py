@@ -387,7 +387,7 @@ def check_result(name: str, result: dict[str, Any]) -> None:
         assert sentence.endswith((".", "?", "!")), sentence
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(calls=st.lists(st.tuples(FUNCTION_NAMES, ARGS), max_size=8), data=st.data())
 def test_dispatch_never_raises_and_always_answers(
     calls: list[tuple[str, str]], data: st.DataObject
