@@ -328,18 +328,23 @@ class SmsWorker:
             self._slots.release()
 
     async def deliver(self, message: OutboxMessage) -> str | None:
-        """One attempt at `message`; returns the recorded result, None if not ours to send."""
-        started = self._clock()
-        if not await self._store.mark_sms_sending(message.id):
-            return None  # another worker claimed it, or it is settled already
-        try:
-            outcome = await self._sender.send(message.to, message.body)
-        except Exception as exc:  # a sender bug: it may or may not have gone out
-            log.exception("sms: sender %s failed unexpectedly", self._sender.name)
-            outcome = Unknown(detail=f"sender raised {type(exc).__name__}")
-        result, retry_at, sid = self._decide(message, outcome, started)
+        """One attempt at `message`; returns the recorded result, None if not ours to send.
+
+        Shielded from claim to record (bounded by `stale_sending_after`): a shutdown that
+        lands between them would leave a claimed row that was never sent, or a sent
+        message recorded as nothing, and both end as `unknown`.
+        """
         with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + 10  # still record it while shutting down
+            scope.deadline = trio.current_time() + self._stale_after.total_seconds()
+            started = self._clock()
+            if not await self._store.mark_sms_sending(message.id):
+                return None  # another worker claimed it, or it is settled already
+            try:
+                outcome = await self._sender.send(message.to, message.body)
+            except Exception as exc:  # a sender bug: it may or may not have gone out
+                log.exception("sms: sender %s failed unexpectedly", self._sender.name)
+                outcome = Unknown(detail=f"sender raised {type(exc).__name__}")
+            result, retry_at, sid = self._decide(message, outcome, started)
             await self._store.mark_sms_result(
                 message.id, result, retry_at=retry_at, provider_sid=sid
             )

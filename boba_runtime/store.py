@@ -617,8 +617,8 @@ class OrderStore:
         chooser = rng if rng is not None else random.SystemRandom()
         try:
             db = await trio.to_thread.run_sync(_SqliteDb, path, chooser, busy_timeout)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open the order database: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open the order database {path}: {exc}") from exc
         return cls(db, clock)
 
     async def __aenter__(self) -> OrderStore:
@@ -760,3 +760,25 @@ class OrderStore:
     async def sms_row(self, message_id: int) -> dict[str, object] | None:
         """The raw outbox row, for tests and diagnostics."""
         return await self._run(self._db.sms_row, message_id)
+
+
+async def run_ready_expiry(
+    store: OrderStore,
+    *,
+    after: timedelta,
+    interval: float = 30.0,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Until cancelled: ready orders older than `after` become picked up (CONTRACT §4,
+    `BOBA_READY_EXPIRY_MINUTES`). Safe to run in every worker process: the update is a
+    transaction, so an order expires once."""
+    task_status.started()
+    while True:
+        try:
+            expired = await store.expire_ready(older_than=after)
+        except StoreError as exc:
+            log.warning("store: ready-order expiry skipped (%s)", exc)
+        else:
+            for order in expired:
+                log.info("order %s was ready too long; marked picked up", order.order_number)
+        await trio.sleep(interval)

@@ -431,3 +431,17 @@ async def test_fake_records_call_updates(fake: FakeTwilioRest) -> None:
     [request] = fake.calls()
     assert request.path.endswith(f"/Calls/{call_sid}.json")
     assert request.form == {"Status": "completed"}
+
+
+async def test_shutdown_mid_send_still_records_the_outcome(
+    store: OrderStore, fake: FakeTwilioRest
+) -> None:
+    fake.script_messages(Stall(0.5))  # answered within the client's timeout
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: run_sms_worker(
+            store, twilio(fake, timeout=2), poll_interval=0.02, task_status=task_status))
+        order = await store.commit_order(DRAFT)
+        await fake.await_requests(1)
+        nursery.cancel_scope.cancel()  # shutdown while Twilio is answering
+    assert await sms_received(store, order) == "sent"
+    assert len(fake.messages()) == 1

@@ -21,6 +21,7 @@ from boba_runtime.store import (
     OrderStore,
     StoreConfigError,
     StoreUnavailable,
+    run_ready_expiry,
     sqlite_path_from_url,
 )
 
@@ -510,3 +511,25 @@ async def test_connection_settings_are_durable(store: OrderStore) -> None:
 def test_stored_items_round_trip_exactly() -> None:
     encoded = msgspec.json.encode((BLACK,))
     assert msgspec.json.decode(encoded, type=tuple[Drink, ...]) == (BLACK,)
+
+
+async def test_unopenable_path_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(StoreUnavailable, match="cannot open the order database"):
+        await OrderStore.open(f"sqlite:///{tmp_path}/a-file/orders.sqlite3")
+
+
+async def test_ready_expiry_task(store: OrderStore, clock: FakeClock) -> None:
+    order = await store.commit_order(draft())
+    await store.mark_ready(order.order_number)
+    clock.advance(minutes=31)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: run_ready_expiry(
+                store, after=timedelta(minutes=30), interval=0.01, task_status=task_status
+            )
+        )
+        with trio.fail_after(2):
+            while (await store.get_order(order.order_number)).status is not OrderStatus.PICKED_UP:  # type: ignore[union-attr]
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
