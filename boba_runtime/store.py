@@ -566,6 +566,18 @@ class _SqliteDb:
             return None
         return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
+    def count_orders_by_status(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, count(*) FROM orders GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
+
+    def count_sms_by_result(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        rows = self.conn.execute("SELECT kind, state, count(*) FROM sms_outbox GROUP BY 1, 2")
+        for kind, state, n in rows:
+            key = (str(kind), _public_sms_state(str(state)) or "")
+            counts[key] = counts.get(key, 0) + int(n)
+        return counts
+
     def ping(self) -> None:
         self.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
 
@@ -654,6 +666,14 @@ class OrderStore:
 
     async def ping(self) -> None:
         await self._run(self._db.ping)
+
+    async def count_orders_by_status(self) -> dict[str, int]:
+        """{status: number of orders ever}, for /metrics."""
+        return await self._run(self._db.count_orders_by_status)
+
+    async def count_sms_by_result(self) -> dict[tuple[str, str], int]:
+        """{(kind, result): n} over the whole outbox ("sending" counts as "queued")."""
+        return await self._run(self._db.count_sms_by_result)
 
     async def schema_version(self) -> int:
         return await self._run(self._db.schema_version)

@@ -533,3 +533,18 @@ async def test_ready_expiry_task(store: OrderStore, clock: FakeClock) -> None:
             while (await store.get_order(order.order_number)).status is not OrderStatus.PICKED_UP:  # type: ignore[union-attr]
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+
+
+async def test_counts_for_metrics(store: OrderStore) -> None:
+    a = await store.commit_order(draft())
+    b = await store.commit_order(draft())
+    await store.commit_order(draft())
+    await store.mark_ready(a.order_number)
+    await store.cancel(b.order_number)
+    [first, *_] = await store.due_sms()
+    await store.mark_sms_sending(first.id)
+    await store.mark_sms_result(first.id, "failed:21211")
+    assert await store.count_orders_by_status() == {"received": 1, "ready": 1, "cancelled": 1}
+    assert await store.count_sms_by_result() == {
+        ("received", "failed:21211"): 1, ("received", "queued"): 2, ("ready", "queued"): 1,
+    }
