@@ -285,6 +285,9 @@ def parse_menu(text: str | bytes, *, source: str) -> Menu:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+        if isinstance(lineno, int) and isinstance(colno, int):  # Python >= 3.14
+            raise MenuError(f"{source}:{lineno}:{colno}: {getattr(exc, 'msg', exc)}") from None
         raise MenuError(_syntax_message(source, text, str(exc))) from None
     try:
         raw = msgspec.convert(data, _RawMenu)
