@@ -145,8 +145,8 @@ class _Probe(msgspec.Struct, frozen=True, rename={"in_": "in"}):
 
     format: str | None = None
     t: float | None = None
-    in_: msgspec.Raw | None = None
-    out: msgspec.Raw | None = None
+    in_: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # empty when absent
+    out: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
 
 
 _ENCODER: Final = msgspec.json.Encoder()
@@ -217,7 +217,7 @@ def output_record(action: Action, *, digest_audio: bool = True) -> dict[str, Any
             media = twilio.decode_outbound(action.text)
             assert isinstance(media, twilio.SendMedia)
             return {"type": "send_to_twilio", "kind": "media", **_digest(media.payload)}
-    record: dict[str, Any] = msgspec.to_builtins(action)
+    record: dict[str, Any] = _OUTPUT.decode(_ENCODER.encode(action))  # plain JSON values
     return record
 
 
@@ -305,11 +305,11 @@ def decode_line(line: str | bytes, lineno: int) -> Header | InputLine | OutputLi
             raise _fail(lineno, f"bad header: {exc}") from exc
     if probe.t is None:
         raise _fail(lineno, 'a line needs "t" (or is the header, with "format")')
-    if (probe.in_ is None) == (probe.out is None):
+    has_in, has_out = len(probe.in_) > 0, len(probe.out) > 0
+    if has_in == has_out:
         raise _fail(lineno, 'a line needs exactly one of "in" and "out"')
-    if probe.in_ is not None:
+    if has_in:
         return InputLine(lineno=lineno, t=probe.t, event=_decode_input(bytes(probe.in_), lineno))
-    assert probe.out is not None
     try:
         record = _OUTPUT.decode(bytes(probe.out))
     except msgspec.DecodeError as exc:
