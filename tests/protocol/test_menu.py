@@ -339,3 +339,9 @@ def test_function_specs_are_the_contract_table(menu: Menu) -> None:
     assert props["addons"]["items"]["enum"] == list(menu.addons)
     assert props["ice"]["enum"] == list(menu.ice_levels)
     assert props["index"]["type"] == "integer"
+
+
+def test_menu_round_trips_through_json_for_recordings(menu: Menu) -> None:
+    import msgspec
+
+    assert msgspec.json.decode(msgspec.json.encode(menu), type=Menu) == menu
