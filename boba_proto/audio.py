@@ -440,7 +440,8 @@ def caller_to_agent(
 ) -> tuple[bytes, ResamplerState]:
     """Twilio μ-law 8 kHz to linear16 LE at `agent_rate` (start from
     `resampler(8000, agent_rate).initial_state()`)."""
-    return resampler(TWILIO_RATE, agent_rate).process_bytes(ulaw_decode(ulaw).tobytes(), state)
+    output, state = resampler(TWILIO_RATE, agent_rate).process(ulaw_decode(ulaw), state)
+    return output.astype(_PCM16_LE, copy=False).tobytes(), state
 
 
 def agent_to_caller(
