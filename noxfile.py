@@ -7,7 +7,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser"]
 
 
 @nox.session
@@ -30,6 +30,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the sans-IO core."""
     session.install("-e", ".[typecheck]")
     session.run("mypy", "--strict", "boba_proto")
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The TV board and the barista console in real headless Chromium (Debian's package)."""
+    session.run("bash", "scripts/setup-browser.sh", external=True)
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "browser", *(session.posargs or ("tests/browser",)))
 
 
 @nox.session

@@ -23,7 +23,7 @@
     const Context = window.AudioContext || window.webkitAudioContext;
     if (!Context) return;
     audio = new Context();
-    soundButton.textContent = "\uD83D\uDD14 Chime on";
+    soundButton.textContent = "\u266A Chime on";
     soundButton.setAttribute("aria-pressed", "true");
   }
   function chime() {
@@ -97,7 +97,8 @@
 
     const head = el("header", "order-head");
     head.append(el("span", "order-number", "#" + number));
-    head.append(el("span", "badge " + order.status, order.status === "ready" ? "\u2714 READY" : "\u23F3 PREPARING"));
+    head.append(el("span", "badge " + order.status, order.status === "ready" ? "\u2714 READY" : "\u25D4 PREPARING"));
+    if (highlighted.has(number)) head.append(el("span", "badge new-tag", "NEW"));
     head.append(el("span", "age", age(order.created_at)));
     head.lastChild.dataset.created = order.created_at;
     article.append(head);

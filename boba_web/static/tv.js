@@ -12,14 +12,14 @@
   const connection = document.getElementById("connection");
   let sequence = 0;
 
-  function place(number, status) {
+  function place(number, status, fresh = true) {
     if (!(status in ON_BOARD)) {
       board.delete(number);
       return;
     }
     const known = board.get(number);
     if (known && known.status === status) return;
-    board.set(number, { status, since: ++sequence, fresh: Date.now() });
+    board.set(number, { status, since: ++sequence, fresh: fresh ? Date.now() : 0 });
   }
 
   function tile(number, entry) {
@@ -33,7 +33,7 @@
     num.textContent = number;
     const label = document.createElement("span");
     label.className = "label";
-    label.textContent = entry.status === "ready" ? "\u2714 Ready" : "\u23F3 Preparing";
+    label.textContent = entry.status === "ready" ? "\u2714 Ready" : "\u25D4 Preparing";
     item.append(num, label);
     return item;
   }
@@ -54,10 +54,11 @@
   async function reload() {
     const orders = await Boba.getJSON("/api/orders?status=active&limit=500");
     const seen = new Set();
+    const firstLoad = board.size === 0; // nothing is "new" on the first look at the board
     // newest first from the API: place oldest first so they keep their order on screen
     for (const order of orders.slice().reverse()) {
       seen.add(order.order_number);
-      place(order.order_number, order.status);
+      place(order.order_number, order.status, !firstLoad);
     }
     for (const number of [...board.keys()]) if (!seen.has(number)) board.delete(number);
     render();

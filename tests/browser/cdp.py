@@ -144,16 +144,25 @@ class Page:
     async def type_text(self, text: str) -> None:
         await self.send("Input.insertText", text=text)
 
-    async def press_key(self, key: str, code: str, key_code: int) -> None:
-        """A key press the page sees as a user gesture (e.g. Enter or Tab)."""
-        for kind in ("keyDown", "keyUp"):
+    async def press_key(self, key: str, code: str, key_code: int, text: str = "") -> None:
+        """A key press the page sees as a user gesture (Enter: text="\\r" activates)."""
+        down: dict[str, Any] = {"type": "keyDown" if text else "rawKeyDown"}
+        if text:
+            down["text"] = text
+        for event in (down, {"type": "keyUp"}):
             await self.send(
                 "Input.dispatchKeyEvent",
-                type=kind,
                 key=key,
                 code=code,
                 windowsVirtualKeyCode=key_code,
+                **event,
             )
+
+    async def press_enter(self) -> None:
+        await self.press_key("Enter", "Enter", 13, text="\r")
+
+    async def press_tab(self) -> None:
+        await self.press_key("Tab", "Tab", 9)
 
     async def screenshot(self, path: Path, *, full_page: bool = False) -> Path:
         params: dict[str, Any] = {"format": "png"}
@@ -173,6 +182,7 @@ class Browser:
         self._ids = itertools.count(1)
         self._waiting: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
         self.console: list[str] = []  # console messages and page errors, for test failures
+        self.requested_urls: list[str] = []  # every URL a page asked for (Network domain)
 
     async def send(
         self,
@@ -216,6 +226,8 @@ class Browser:
                     str(arg.get("value", arg.get("description", ""))) for arg in params["args"]
                 )
                 self.console.append(f"console.{params['type']}: {args}")
+            elif method == "Network.requestWillBeSent":
+                self.requested_urls.append(params["request"]["url"])
             elif method == "Runtime.exceptionThrown":
                 details = params["exceptionDetails"]
                 text = details.get("exception", {}).get("description") or details.get("text")
@@ -229,6 +241,7 @@ class Browser:
         page = Page(self, attached["sessionId"], target["targetId"])
         await page.send("Page.enable")
         await page.send("Runtime.enable")
+        await page.send("Network.enable")
         await page.set_viewport(width, height)
         return page
 
