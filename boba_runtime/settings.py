@@ -302,6 +302,12 @@ def _take(raw: Mapping[str, str], variable: str, parse: Callable[[str], T], defa
 def _derive(raw: Mapping[str, str]) -> Settings:
     """The one place where defaults that depend on other settings are worked out."""
     base = Settings()
+    for variable in ("BOBA_HOST", "BOBA_LISTEN_MODEL", "BOBA_THINK_PROVIDER",
+                     "BOBA_THINK_MODEL", "BOBA_SPEAK_MODEL"):
+        value = raw.get(variable)
+        if value is not None and any(c.isspace() for c in value):
+            raise SettingsError(variable, f"must not contain spaces, got {value!r}")
+
     host = raw.get("BOBA_HOST", base.host)
     port = _take(raw, "BOBA_PORT", lambda t: _integer("BOBA_PORT", t, low=0, high=65535), 8000)
 
@@ -346,12 +352,6 @@ def _derive(raw: Mapping[str, str]) -> Settings:
             "is not a loopback address; set TWILIO_AUTH_TOKEN, or BOBA_VALIDATE_TWILIO=false "
             "to accept unsigned requests",
         )
-
-    for variable in ("BOBA_HOST", "BOBA_LISTEN_MODEL", "BOBA_THINK_PROVIDER",
-                     "BOBA_THINK_MODEL", "BOBA_SPEAK_MODEL"):
-        value = raw.get(variable)
-        if value is not None and any(c.isspace() for c in value):
-            raise SettingsError(variable, f"must not contain spaces, got {value!r}")
 
     menu = raw.get("BOBA_MENU")
     if menu is not None:
