@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -232,6 +233,21 @@ class Metrics:
             except StoreError:  # the store logs its own failures where they happen
                 counts = None
         return self.render(counts)
+
+
+def prepare_multiprocess_dir(data_dir: Path) -> Path:
+    """For `boba serve --workers N` (N > 1), in the parent before any worker starts.
+
+    Makes `data_dir/prometheus`, empties it (files of an earlier run would be counted
+    again), and sets `PROMETHEUS_MULTIPROC_DIR` so every worker, which inherits the
+    environment and imports prometheus-client afresh, writes its values there.
+    """
+    path = Path(data_dir) / "prometheus"
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
 
 
 def mark_worker_dead(pid: int, multiprocess_dir: str | None = None) -> None:

@@ -9,9 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from boba_runtime.metrics import Metrics
+from boba_runtime.metrics import Metrics, prepare_multiprocess_dir
 from boba_web.app import create_app
 from tests.browser.shop import STAFF_PASSWORD, make_draft, shop_services
 
@@ -111,7 +112,7 @@ async def test_a_store_that_does_not_answer_leaves_the_call_series(tmp_path: Pat
 WORKER = textwrap.dedent(
     """
     import sys
-    from boba_runtime.metrics import Metrics
+    from boba_runtime.metrics import Metrics, prepare_multiprocess_dir
     m = Metrics()
     started, ended = int(sys.argv[1]), int(sys.argv[2])
     for _ in range(started):
@@ -153,3 +154,16 @@ def test_workers_are_merged_in_multiprocess_mode(tmp_path: Path) -> None:
     got = samples(scraper.render(None).decode())
     assert got[("boba_calls_active", ())] == 3
     assert got[("boba_calls_total", ())] == 5
+
+
+def test_prepare_multiprocess_dir_empties_old_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "restored after the test")
+    old = tmp_path / "prometheus" / "counter_123.db"
+    old.parent.mkdir()
+    old.write_bytes(b"stale")
+    path = prepare_multiprocess_dir(tmp_path)
+    assert path == tmp_path / "prometheus"
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(path)
+    assert not old.exists()
