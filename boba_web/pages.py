@@ -183,6 +183,11 @@ def make_pages_blueprint(
             return await page("login.html")
         return await page("barista.html")
 
+    @pages.get("/login")
+    async def login_page() -> Response:
+        """The form lives on /barista; someone who types /login lands there."""
+        return redirect("/barista", 303)
+
     @pages.post("/login")
     async def login() -> Response:
         if not _same_origin(public_url):

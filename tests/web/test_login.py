@@ -180,3 +180,10 @@ def test_limiter_memory_is_bounded() -> None:
         limiter.failed(address)
     assert limiter.retry_after("a") is None  # forgotten: the oldest address went first
     assert all(limiter.retry_after(x) is not None for x in ("b", "c", "d"))
+
+
+async def test_get_login_leads_to_the_form(tmp_path: Path) -> None:
+    async with shop_services(tmp_path) as services:
+        response = await create_app(services).test_client().get("/login")
+        assert response.status_code == 303
+        assert response.headers["Location"].endswith("/barista")
