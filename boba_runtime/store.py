@@ -12,14 +12,17 @@ ids come from the database, and order numbers are chosen inside that write lock.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import math
 import random
+import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -128,19 +131,23 @@ def sms_body(kind: str, order_number: str) -> str:
     return template.format(number=order_number)
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def sqlite_path_from_url(database_url: str) -> str:
     """`sqlite:///relative`, `sqlite:////absolute` (and `sqlite:///:memory:`) → a path."""
-    if database_url.startswith(("postgresql://", "postgres://")):
-        raise StoreConfigError(
-            "BOBA_DATABASE: PostgreSQL is not supported in this build; "
-            "use sqlite:///path/to/file.sqlite3"
-        )
     prefix = "sqlite:///"
     if not database_url.startswith(prefix) or len(database_url) == len(prefix):
         raise StoreConfigError(
-            "BOBA_DATABASE must look like sqlite:///relative/path or sqlite:////absolute/path"
+            "BOBA_DATABASE must look like sqlite:///relative/path, sqlite:////absolute/path "
+            "or postgresql://user@host/dbname"
         )
     return database_url[len(prefix) :]
+
+
+def redact_url(database_url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", database_url)
 
 
 # --- schema ------------------------------------------------------------------------------
@@ -191,6 +198,52 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
+# PostgreSQL: the same tables. Times are text in the "C" collation so that text order is
+# time order whatever the server's locale.
+PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE orders (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            order_number TEXT NOT NULL CHECK (length(order_number) = 4),
+            status TEXT NOT NULL
+                CHECK (status IN ('received', 'ready', 'picked_up', 'cancelled')),
+            phone TEXT NOT NULL,
+            items TEXT NOT NULL,
+            total_cents INTEGER NOT NULL,
+            call_sid TEXT NOT NULL DEFAULT '',
+            created_at TEXT COLLATE "C" NOT NULL,
+            ready_at TEXT COLLATE "C",
+            finished_at TEXT COLLATE "C"
+        )""",
+        f"""CREATE UNIQUE INDEX orders_active_number ON orders (order_number)
+            WHERE status IN {ACTIVE_SQL}""",
+        "CREATE INDEX orders_number ON orders (order_number, id)",
+        "CREATE INDEX orders_phone ON orders (phone, id)",
+        "CREATE INDEX orders_status ON orders (status, id)",
+        """CREATE TABLE sms_outbox (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            order_id BIGINT NOT NULL REFERENCES orders (id),
+            kind TEXT NOT NULL CHECK (kind IN ('received', 'ready')),
+            to_phone TEXT NOT NULL,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            first_attempt_at TEXT COLLATE "C",
+            last_attempt_at TEXT COLLATE "C",
+            next_attempt_at TEXT COLLATE "C" NOT NULL,
+            provider_sid TEXT,
+            created_at TEXT COLLATE "C" NOT NULL,
+            UNIQUE (order_id, kind)
+        )""",
+        "CREATE INDEX sms_outbox_due ON sms_outbox (state, next_attempt_at)",
+        """CREATE TABLE events (
+            id BIGINT PRIMARY KEY,
+            created_at TEXT COLLATE "C" NOT NULL,
+            data TEXT NOT NULL
+        )""",
+    ),
+)
+
 ORDER_COLUMNS = """o.id, o.order_number, o.status, o.phone, o.items, o.total_cents,
     o.call_sid, o.created_at, o.ready_at,
     (SELECT state FROM sms_outbox WHERE order_id = o.id AND kind = 'received'),
@@ -222,49 +275,197 @@ def _row_to_order(row: Sequence[Any]) -> Order:
 # --- the synchronous core, run in a worker thread ----------------------------------------
 
 
-class _SqliteDb:
-    """The blocking half: one connection, used by one thread at a time (the limiter)."""
+class _Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
 
-    def __init__(self, path: str, rng: random.Random, busy_timeout: float) -> None:
-        self._rng = rng
+    @property
+    def description(self) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class _Conn(Protocol):
+    """What `_Db` needs from a connection; SQL is written with `?` placeholders."""
+
+    migrations: tuple[tuple[str, ...], ...]
+    unavailable_errors: tuple[type[BaseException], ...]  # → StoreUnavailable
+    integrity_errors: tuple[type[BaseException], ...]  # our bug: surfaces as it is
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> _Cursor: ...
+
+    def insert_id(self, sql: str, params: Sequence[object]) -> int: ...
+
+    def begin_write(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback_if_open(self) -> None: ...
+
+    def ensure_open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _SqliteConn:
+    """SQLite: WAL, `synchronous=FULL`, writers serialised by `BEGIN IMMEDIATE`."""
+
+    migrations = MIGRATIONS
+    unavailable_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(
+        self.raw = sqlite3.connect(
             path,
             timeout=busy_timeout,
             isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
             check_same_thread=False,  # used from trio's worker threads, one at a time
         )
         try:
-            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self.raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            mode = self.raw.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if path != ":memory:" and str(mode).lower() != "wal":
                 raise StoreUnavailable(f"could not switch the database to WAL mode ({mode})")
-            self.conn.execute("PRAGMA synchronous = FULL")
-            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.raw.execute("PRAGMA synchronous = FULL")
+            self.raw.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            self.raw.close()
+            raise
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> _Cursor:
+        return self.raw.execute(sql, params)
+
+    def insert_id(self, sql: str, params: Sequence[object]) -> int:
+        row_id = self.raw.execute(sql, params).lastrowid
+        assert row_id is not None
+        return row_id
+
+    def begin_write(self) -> None:
+        self.raw.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.raw.execute("COMMIT")
+
+    def rollback_if_open(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.execute("ROLLBACK")
+
+    def ensure_open(self) -> None:
+        pass  # a file does not hang up
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+PG_WRITE_LOCK = 0x626F6261  # "boba": one writer at a time, like SQLite's BEGIN IMMEDIATE
+
+
+class _PostgresConn:
+    """PostgreSQL through sync psycopg (its async API is asyncio-only).
+
+    Writers take one transaction-scoped advisory lock, so order numbers are chosen and
+    event ids handed out exactly as with SQLite: in commit order, shared by every
+    instance. A dropped connection is reopened at the next operation.
+    """
+
+    migrations = PG_MIGRATIONS
+
+    def __init__(self, url: str, busy_timeout: float) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise StoreConfigError(
+                "BOBA_DATABASE is a PostgreSQL URL but the psycopg package is not installed "
+                "(pip install 'psycopg[binary]')"
+            ) from exc
+        self._psycopg = psycopg
+        self._url = url
+        self._busy_timeout = busy_timeout
+        self.unavailable_errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        self.integrity_errors: tuple[type[BaseException], ...] = (psycopg.IntegrityError,)
+        self.raw = self._connect()
+
+    def _connect(self) -> Any:
+        raw = self._psycopg.connect(
+            self._url, autocommit=True, connect_timeout=max(1, math.ceil(self._busy_timeout))
+        )
+        raw.execute(f"SET lock_timeout = '{int(self._busy_timeout * 1000)}ms'")
+        return raw
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("?", "%s")  # our SQL has no other "?" and no "%"
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> _Cursor:
+        cursor: _Cursor = self.raw.execute(self._sql(sql), params or None)
+        return cursor
+
+    def insert_id(self, sql: str, params: Sequence[object]) -> int:
+        row = self.raw.execute(self._sql(sql) + " RETURNING id", params).fetchone()
+        return int(row[0])
+
+    def begin_write(self) -> None:
+        self.raw.execute("BEGIN")
+        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (PG_WRITE_LOCK,))
+
+    def commit(self) -> None:
+        self.raw.execute("COMMIT")
+
+    def rollback_if_open(self) -> None:
+        idle = self._psycopg.pq.TransactionStatus.IDLE
+        if not self.raw.closed and not self.raw.broken and self.raw.info.transaction_status != idle:
+            self.raw.execute("ROLLBACK")
+
+    def ensure_open(self) -> None:
+        if self.raw.closed or self.raw.broken:
+            with contextlib.suppress(Exception):
+                self.raw.close()
+            self.raw = self._connect()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class _Db:
+    """The blocking half: one connection, used by one thread at a time (the limiter)."""
+
+    def __init__(self, conn: _Conn, rng: random.Random) -> None:
+        self._rng = rng
+        self.conn = conn
+        try:
             self._migrate()
         except BaseException:
-            self.conn.close()
+            conn.close()
             raise
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one store operation (in the worker thread), reconnecting first if needed."""
+        self.conn.ensure_open()
+        return fn(*args)
 
     def close(self) -> None:
         self.conn.close()
 
-    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in one `BEGIN IMMEDIATE` transaction: all of it commits or none."""
+    def _write(self, work: Callable[[_Conn], T]) -> T:
+        """Run `work` in one write transaction (one writer at a time): all or nothing."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_write()
         try:
             result = work(conn)
-            conn.execute("COMMIT")
+            conn.commit()
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            conn.rollback_if_open()
             raise
         return result
 
     def _migrate(self) -> None:
-        def apply(conn: sqlite3.Connection) -> None:
+        migrations = self.conn.migrations
+
+        def apply(conn: _Conn) -> None:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
@@ -272,13 +473,13 @@ class _SqliteDb:
             current = conn.execute(
                 "SELECT coalesce(max(version), 0) FROM schema_migrations"
             ).fetchone()[0]
-            if current > len(MIGRATIONS):
+            if current > len(migrations):
                 raise StoreConfigError(
                     f"the database schema is version {current}, newer than this build "
-                    f"knows ({len(MIGRATIONS)}); upgrade BobaRista"
+                    f"knows ({len(migrations)}); upgrade BobaRista"
                 )
-            for version in range(current + 1, len(MIGRATIONS) + 1):
-                for statement in MIGRATIONS[version - 1]:
+            for version in range(current + 1, len(migrations) + 1):
+                for statement in migrations[version - 1]:
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
@@ -294,7 +495,7 @@ class _SqliteDb:
 
     # -- orders --
 
-    def _pick_number(self, conn: sqlite3.Connection) -> str:
+    def _pick_number(self, conn: _Conn) -> str:
         """A random number not held by an active order; read inside the write lock."""
         used = {
             row[0]
@@ -315,15 +516,21 @@ class _SqliteDb:
         return self._rng.choice(free)
 
     @staticmethod
-    def _add_event(conn: sqlite3.Connection, now: str, kind: str, number: str, status: str) -> None:
+    def _add_event(conn: _Conn, now: str, kind: str, number: str, status: str) -> None:
         data = _EVENT_ENCODER.encode(
             {"type": kind, "order_number": number, "status": status}
         ).decode()
-        conn.execute("INSERT INTO events (created_at, data) VALUES (?, ?)", (now, data))
+        # max + 1 inside the write lock: ids are handed out in commit order, so a reader
+        # tailing the table never sees a lower id appear after a higher one.
+        conn.execute(
+            "INSERT INTO events (id, created_at, data) "
+            "SELECT coalesce(max(id), 0) + 1, ?, ? FROM events",
+            (now, data),
+        )
 
     @staticmethod
     def _queue_sms(
-        conn: sqlite3.Connection, order_id: int, kind: str, to: str, number: str, now: str
+        conn: _Conn, order_id: int, kind: str, to: str, number: str, now: str
     ) -> None:
         conn.execute(
             "INSERT INTO sms_outbox (order_id, kind, to_phone, body, next_attempt_at, "
@@ -332,7 +539,7 @@ class _SqliteDb:
         )
 
     @staticmethod
-    def _order_by_id(conn: sqlite3.Connection, order_id: int) -> Order:
+    def _order_by_id(conn: _Conn, order_id: int) -> Order:
         row = conn.execute(
             f"SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id = ?", (order_id,)
         ).fetchone()
@@ -343,15 +550,13 @@ class _SqliteDb:
         precise = format_precise_time(now)
         items = msgspec.json.encode(draft.items).decode()
 
-        def work(conn: sqlite3.Connection) -> Order:
+        def work(conn: _Conn) -> Order:
             number = self._pick_number(conn)
-            cursor = conn.execute(
+            order_id = conn.insert_id(
                 "INSERT INTO orders (order_number, status, phone, items, total_cents, "
                 "call_sid, created_at) VALUES (?, 'received', ?, ?, ?, ?, ?)",
                 (number, draft.phone, items, draft.total_cents, draft.call_sid, created),
             )
-            order_id = cursor.lastrowid
-            assert order_id is not None
             self._queue_sms(conn, order_id, "received", draft.phone, number, precise)
             self._add_event(conn, precise, "order_created", number, "received")
             return self._order_by_id(conn, order_id)
@@ -359,7 +564,7 @@ class _SqliteDb:
         return self._write(work)
 
     @staticmethod
-    def _find(conn: sqlite3.Connection, number: str) -> tuple[int, Order] | None:
+    def _find(conn: _Conn, number: str) -> tuple[int, Order] | None:
         """The active order with that number, else the most recent one that had it."""
         row = conn.execute(
             f"SELECT {ORDER_COLUMNS} FROM orders o WHERE o.order_number = ? "
@@ -413,7 +618,7 @@ class _SqliteDb:
         stamp = format_time(now)
         precise = format_precise_time(now)
 
-        def work(conn: sqlite3.Connection) -> tuple[Order, bool]:
+        def work(conn: _Conn) -> tuple[Order, bool]:
             found = self._find(conn, number)
             if found is None:
                 raise OrderNotFound(f"there is no order {number}")
@@ -442,7 +647,7 @@ class _SqliteDb:
         stamp = format_time(now)
         precise = format_precise_time(now)
 
-        def work(conn: sqlite3.Connection) -> list[Order]:
+        def work(conn: _Conn) -> list[Order]:
             ids = [
                 int(row[0])
                 for row in conn.execute(
@@ -504,7 +709,7 @@ class _SqliteDb:
     def mark_sms_sending(self, message_id: int, now: datetime) -> bool:
         precise = format_precise_time(now)
 
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: _Conn) -> bool:
             cursor = conn.execute(
                 "UPDATE sms_outbox SET state = 'sending', attempts = attempts + 1, "
                 "first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ? "
@@ -522,7 +727,7 @@ class _SqliteDb:
         retry_at: datetime | None,
         provider_sid: str | None,
     ) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: _Conn) -> bool:
             if result == SmsState.QUEUED.value:
                 assert retry_at is not None
                 cursor = conn.execute(
@@ -541,7 +746,7 @@ class _SqliteDb:
         return self._write(work)
 
     def mark_stale_sending_unknown(self, cutoff: datetime, exclude: frozenset[int]) -> list[int]:
-        def work(conn: sqlite3.Connection) -> list[int]:
+        def work(conn: _Conn) -> list[int]:
             ids = [
                 int(row[0])
                 for row in conn.execute(
@@ -604,7 +809,7 @@ LIST_FILTERS: dict[str, tuple[str, ...] | None] = {
 class OrderStore:
     """The order store the runtime and the web layer use; every method is trio-async."""
 
-    def __init__(self, db: _SqliteDb, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: _Db, clock: Callable[[], datetime]) -> None:
         self._db = db
         self.clock = clock
         self._limiter = trio.CapacityLimiter(1)
@@ -625,12 +830,29 @@ class OrderStore:
         `rng` picks order numbers; tests pass a seeded `random.Random`. `busy_timeout`:
         how long a write waits for another process's write before `StoreUnavailable`.
         """
-        path = sqlite_path_from_url(database_url)
         chooser = rng if rng is not None else random.SystemRandom()
+        connect: Callable[[], _Conn]
+        if database_url.startswith(POSTGRES_SCHEMES):
+            where = redact_url(database_url)
+
+            def connect() -> _Conn:
+                return _PostgresConn(database_url, busy_timeout)
+        else:
+            where = path = sqlite_path_from_url(database_url)
+
+            def connect() -> _Conn:
+                return _SqliteConn(path, busy_timeout)
+
+        def build() -> _Db:
+            return _Db(connect(), chooser)
+
         try:
-            db = await trio.to_thread.run_sync(_SqliteDb, path, chooser, busy_timeout)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open the order database {path}: {exc}") from exc
+            db = await trio.to_thread.run_sync(build)
+        except StoreError:
+            raise
+        except Exception as exc:  # sqlite3 / psycopg / OS errors: the database is not there
+            message = redact_url(str(exc))
+            raise StoreUnavailable(f"cannot open the order database {where}: {message}") from exc
         return cls(db, clock)
 
     async def __aenter__(self) -> OrderStore:
@@ -644,17 +866,23 @@ class OrderStore:
             return
         self._closed = True
         with trio.CancelScope(shield=True):
-            await self._run(self._db.close, check_open=False)
+            await trio.to_thread.run_sync(self._db.close, limiter=self._limiter)
 
-    async def _run(self, fn: Callable[..., T], *args: Any, check_open: bool = True) -> T:
-        if check_open and self._closed:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
             raise StoreUnavailable("the order store is closed")
+        conn = self._db.conn
         try:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        except sqlite3.IntegrityError:
-            raise  # a bug in our SQL, not an outage: let it surface as one
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"the order database does not answer: {exc}") from exc
+            return await trio.to_thread.run_sync(self._db.call, fn, *args, limiter=self._limiter)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, conn.integrity_errors):
+                raise  # a bug in our SQL, not an outage: let it surface as one
+            if isinstance(exc, conn.unavailable_errors):
+                message = redact_url(str(exc))
+                raise StoreUnavailable(f"the order database does not answer: {message}") from exc
+            raise
 
     def _outbox_grew(self) -> None:
         event, self._outbox_changed = self._outbox_changed, trio.Event()

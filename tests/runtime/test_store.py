@@ -433,10 +433,12 @@ async def test_failed_commit_leaves_neither_order_nor_outbox_row(
 ) -> None:
     from boba_runtime import store as store_module
 
-    def broken_event(*args: object) -> None:
-        raise sqlite3.OperationalError("disk I/O error (simulated)")
+    database_error = store._db.conn.unavailable_errors[0]
 
-    monkeypatch.setattr(store_module._SqliteDb, "_add_event", staticmethod(broken_event))
+    def broken_event(*args: object) -> None:
+        raise database_error("disk I/O error (simulated)")
+
+    monkeypatch.setattr(store_module._Db, "_add_event", staticmethod(broken_event))
     with pytest.raises(StoreUnavailable, match="disk I/O error"):
         await store.commit_order(draft())
     monkeypatch.undo()
@@ -465,7 +467,6 @@ async def test_locked_database_is_unavailable_not_a_hang(db_url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://boba:secret@db/boba", "not supported in this build"),
         ("mysql://db/boba", "sqlite:///"),
         ("sqlite:///", "sqlite:///"),
         ("./boba.sqlite3", "sqlite:///"),
@@ -475,6 +476,14 @@ async def test_unsupported_database_urls_are_refused_clearly(url: str, message: 
     with pytest.raises(StoreConfigError, match=message) as info:
         await OrderStore.open(url)
     assert "secret" not in str(info.value)
+
+
+async def test_unreachable_postgres_is_unavailable_without_the_password() -> None:
+    pytest.importorskip("psycopg")
+    with pytest.raises(StoreUnavailable, match="cannot open the order database") as info:
+        await OrderStore.open("postgresql://boba:secret@127.0.0.1:1/boba", busy_timeout=1)
+    assert "secret" not in str(info.value)
+    assert "boba:***@127.0.0.1:1" in str(info.value)
 
 
 def test_url_forms() -> None:
