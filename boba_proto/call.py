@@ -64,7 +64,8 @@ Rules, all from CONTRACT §5
       `AgentAudioDone` comes back (played or cleared: the goodbye was decided), or after 5 s.
     - The agent's `Error` or loss ends the call with AGENT_FAILED (apology), except while
       ENDING, when the goodbye was already under way. 50 malformed or unknown Twilio
-      messages (media or dtmf before `start` included) end it with TOO_MANY_MALFORMED.
+      messages (media or dtmf before `start`, media for another `streamSid` included) end it
+      with TOO_MANY_MALFORMED.
     - After CLOSED, `handle` raises `LocalProtocolError`: feeding a closed session is a bug
       in the caller of this module.
 """
@@ -451,6 +452,8 @@ class CallSession:
     def _on_media(self, event: twilio.Media) -> list[Action]:
         if self._state is CallState.AWAITING_START:
             return self._malformed("media before start")
+        if event.stream_sid != self.stream_sid:
+            return self._malformed("media for another stream")
         if self._state not in _AUDIO_FLOWS:
             return []  # gated until SettingsApplied
         held = self._caller_held

@@ -483,8 +483,9 @@ def test_fifty_malformed_twilio_messages_end_the_call() -> None:
     session = CallSession(build_config(MULAW))
     assert session.handle(media(b"\xff" * 160)) == []  # media before start counts
     session.handle(start())
+    assert session.handle(media(b"\xff" * 160, sid="MZ-other")) == []  # so does a wrong sid
     unknown = twilio.UnknownTwilioEvent(event="transcription", raw=b'{"event":"transcription"}')
-    for _ in range(47):
+    for _ in range(46):
         assert session.handle(TwilioMalformed(reason="bad JSON")) == []
     assert session.handle(unknown) == []
     assert session.malformed_count == 49
