@@ -20,6 +20,7 @@ path can be replayed, tested chunk by chunk, and reset on barge-in by dropping a
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from math import gcd
 from typing import Any, Final
 
@@ -42,7 +43,9 @@ __all__ = [
     "Resampler",
     "ResamplerState",
     "agent_to_caller",
+    "agent_to_caller_batch",
     "caller_to_agent",
+    "caller_to_agent_batch",
     "filter_spec",
     "flush_ulaw",
     "frame_ulaw",
@@ -341,6 +344,80 @@ class Resampler:
             pending=data[usable:],
         )
 
+    def process_batch(
+        self, frames: Int16Array, states: Sequence[ResamplerState]
+    ) -> tuple[Int16Array, list[ResamplerState]]:
+        """Resample one frame for each of many streams at once: row i of `frames` (C x n
+        int16) continues `states[i]`. The same arithmetic as `process` row by row, but one
+        pair of GEMMs for all rows, so the per-call numpy overhead is paid once per tick.
+
+        Every state must be at the same `phase` with nothing pending (streams fed whole
+        frames, e.g. 20 ms each, always are); only pure interpolation or decimation ratios.
+        """
+        if not self._blocks:
+            raise LocalProtocolError(f"process_batch needs L == 1 or M == 1, not {self!r}")
+        if frames.dtype != np.int16 or frames.ndim != 2 or len(frames) != len(states):
+            raise LocalProtocolError(
+                f"process_batch takes a C x n int16 array and C states, got "
+                f"{frames.ndim}-D {frames.dtype} with {len(frames)} rows for {len(states)} states"
+            )
+        if not states:
+            return np.empty((0, 0), dtype=np.int16), []
+        phase = states[0].phase
+        for state in states:
+            self._check(state)
+            if state.phase != phase or state.pending:
+                raise LocalProtocolError(
+                    "process_batch needs every stream at the same phase with no pending byte"
+                )
+        up, down, q = self._spec.up, self._spec.down, self._taps_per_phase
+        calls, n = frames.shape
+        count = self.output_length(n, states[0])
+        rows = n if down == 1 else count
+        span = _BLOCK * down
+        whole, left = divmod(rows, _BLOCK)
+        reach = phase + (whole + len(self._blocks) - 1) * span if whole else 0
+        row_len = -(-max(reach, q - 1 + n) // span) * span
+        flat = np.zeros(calls * row_len + len(self._blocks) * span + down)
+        extended = flat[: calls * row_len].reshape(calls, row_len)
+        history = np.frombuffer(b"".join(s.history for s in states), dtype=_PCM16_LE)
+        extended[:, : q - 1] = history.reshape(calls, q - 1)
+        extended[:, q - 1 : q - 1 + n] = frames
+        width = up if down == 1 else 1
+        parts: list[Float64Array] = []
+        if whole:
+            step = flat.strides[0]
+            shape, strides = (calls * (row_len // span), span), (span * step, step)
+            acc = np.ndarray(shape, np.float64, flat, phase * step, strides) @ self._blocks[0]
+            for c, part in enumerate(self._blocks[1:], start=1):
+                offset = (phase + c * span) * step
+                acc += np.ndarray(shape, np.float64, flat, offset, strides) @ part
+            parts.append(acc.reshape(calls, -1, _BLOCK * width)[:, :whole].reshape(calls, -1))
+        if left:
+            step = flat.strides[0]
+            offset = (phase + whole * span) * step
+            tail = np.ndarray(
+                (calls, left, q), np.float64, flat, offset,
+                (row_len * step, down * step, step),
+            )
+            parts.append((tail @ self._by_phase_t).reshape(calls, -1))
+        if not parts:
+            parts.append(np.empty((calls, 0)))
+        filtered = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        np.rint(filtered, out=filtered)
+        filtered.clip(-32768.0, 32767.0, out=filtered)
+        kept = extended[:, n : q - 1 + n].astype(_PCM16_LE).tobytes()
+        size = 2 * (q - 1)
+        next_phase = phase + count * down - n * up
+        new_states = [
+            ResamplerState(
+                in_rate=self.in_rate, out_rate=self.out_rate,
+                history=kept[i * size : (i + 1) * size], phase=next_phase,
+            )
+            for i in range(calls)
+        ]
+        return filtered.astype(np.int16), new_states
+
     def _check(self, state: ResamplerState) -> None:
         if (state.in_rate, state.out_rate) != (self.in_rate, self.out_rate):
             raise LocalProtocolError(
@@ -452,6 +529,41 @@ def agent_to_caller(
     Pass the result through `frame_ulaw` to get whole Twilio frames."""
     converted, state = resampler(agent_rate, TWILIO_RATE).process_pcm16(pcm, state)
     return ulaw_encode(converted), state
+
+
+def caller_to_agent_batch(
+    frames: Sequence[bytes], states: Sequence[ResamplerState], *, agent_rate: int = AGENT_INPUT_RATE
+) -> tuple[list[bytes], list[ResamplerState]]:
+    """`caller_to_agent` for many calls' equal-length μ-law frames in one tick."""
+    if not frames:
+        return [], []
+    size = len(frames[0])
+    if any(len(frame) != size for frame in frames):
+        raise LocalProtocolError("caller_to_agent_batch needs frames of one length")
+    pcm = ulaw_decode(b"".join(frames)).reshape(len(frames), size)
+    output, new_states = resampler(TWILIO_RATE, agent_rate).process_batch(pcm, states)
+    raw = output.astype(_PCM16_LE, copy=False).tobytes()
+    width = 2 * output.shape[1]
+    return [raw[i * width : (i + 1) * width] for i in range(len(frames))], new_states
+
+
+def agent_to_caller_batch(
+    chunks: Sequence[bytes], states: Sequence[ResamplerState], *,
+    agent_rate: int = AGENT_OUTPUT_RATE,
+) -> tuple[list[bytes], list[ResamplerState]]:
+    """`agent_to_caller` for many calls' equal-length, even-length linear16 chunks at once."""
+    if not chunks:
+        return [], []
+    size = len(chunks[0])
+    if size % 2 or any(len(chunk) != size for chunk in chunks):
+        raise LocalProtocolError("agent_to_caller_batch needs chunks of one even length")
+    pcm = np.frombuffer(b"".join(chunks), dtype=_PCM16_LE).reshape(len(chunks), size // 2)
+    output, new_states = resampler(agent_rate, TWILIO_RATE).process_batch(
+        pcm.astype(np.int16, copy=False), states
+    )
+    encoded = ulaw_encode(output.ravel())
+    width = output.shape[1]
+    return [encoded[i * width : (i + 1) * width] for i in range(len(chunks))], new_states
 
 
 # --------------------------------------------------------------------------- framing

@@ -13,7 +13,9 @@ from boba_proto.audio import (
     Resampler,
     ResamplerState,
     agent_to_caller,
+    agent_to_caller_batch,
     caller_to_agent,
+    caller_to_agent_batch,
     resampler,
     ulaw_decode,
     ulaw_encode,
@@ -220,3 +222,57 @@ def test_group_delay_is_as_documented_and_at_most_2_ms(in_rate: int, out_rate: i
     _, lag, _ = _fit(y, freq, out_rate, skip=int(0.01 * out_rate))
     measured = (lag % (2 * np.pi)) / (2 * np.pi * freq)
     assert measured == pytest.approx(r.delay_seconds, abs=2e-6)
+
+
+# ------------------------------------------------------------------------ batched
+
+
+@pytest.mark.parametrize(
+    ("in_rate", "out_rate"), [(8000, 48000), (24000, 8000), (8000, 16000), (48000, 8000)]
+)
+@settings(max_examples=25, deadline=None)
+@given(
+    calls=st.integers(1, 9),
+    frame=st.integers(0, 700),
+    warmup=st.integers(0, 700),
+    seed=st.integers(0, 2**16),
+)
+def test_batch_rows_equal_per_call_processing(
+    in_rate: int, out_rate: int, calls: int, frame: int, warmup: int, seed: int
+) -> None:
+    r = resampler(in_rate, out_rate)
+    rng = np.random.default_rng(seed)
+    states = [  # different histories, same phase (same warm-up length)
+        r.process(_noise(warmup, seed + i), r.initial_state())[1] for i in range(calls)
+    ]
+    frames = rng.integers(-32768, 32768, (calls, frame)).astype(np.int16)
+    batch, batch_states = r.process_batch(frames, states)
+    for i in range(calls):
+        alone, alone_state = r.process(frames[i], states[i])
+        assert np.abs(batch[i].astype(np.int32) - alone).max(initial=0) <= 1
+        assert batch_states[i] == alone_state
+
+
+def test_batch_call_paths_match_the_per_call_paths() -> None:
+    caller = [ulaw_encode(_noise(160, i)) for i in range(5)]
+    up_states = [resampler(8000, 48000).initial_state()] * 5
+    batch, _ = caller_to_agent_batch(caller, up_states)
+    assert batch == [caller_to_agent(c, s)[0] for c, s in zip(caller, up_states, strict=True)]
+
+    agent = [_noise(480, 10 + i).astype("<i2").tobytes() for i in range(5)]
+    down_states = [resampler(24000, 8000).initial_state()] * 5
+    ulaw, states = agent_to_caller_batch(agent, down_states)
+    assert ulaw == [agent_to_caller(a, s)[0] for a, s in zip(agent, down_states, strict=True)]
+    assert all(len(u) == 160 for u in ulaw) and states[0].phase == 0
+
+
+def test_batch_refuses_mixed_phases_and_general_ratios() -> None:
+    r = resampler(24000, 8000)
+    mixed = [r.initial_state(), r.process(_noise(1, 0), r.initial_state())[1]]
+    with pytest.raises(LocalProtocolError, match="same phase"):
+        r.process_batch(np.zeros((2, 480), dtype=np.int16), mixed)
+    odd, up = resampler(22050, 8000), resampler(8000, 48000)
+    with pytest.raises(LocalProtocolError, match="L == 1 or M == 1"):
+        odd.process_batch(np.zeros((1, 441), dtype=np.int16), [odd.initial_state()])
+    with pytest.raises(LocalProtocolError, match="one length"):
+        caller_to_agent_batch([b"\xff" * 160, b"\xff"], [up.initial_state()] * 2)
