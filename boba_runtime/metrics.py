@@ -213,7 +213,7 @@ class Metrics:
         """
         registry = CollectorRegistry(auto_describe=False)
         if self.multiprocess_dir:
-            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
             sources: list[CollectorRegistry] = [registry]
         else:
             sources = [self.registry, registry]
@@ -254,4 +254,4 @@ def mark_worker_dead(pid: int, multiprocess_dir: str | None = None) -> None:
     """Drop a finished worker's live gauges (serve calls this when a worker exits)."""
     path = multiprocess_dir or os.environ.get(MULTIPROC_ENV)
     if path:
-        multiprocess.mark_process_dead(pid, path)
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from quart import Blueprint, Response, jsonify, redirect, render_template, request
+from quart import Blueprint, Response, jsonify, render_template, request
 
 from boba_proto.model import order_to_json
 from boba_runtime.auth import (
@@ -116,6 +116,11 @@ class LoginLimiter:
         self._failures.pop(address, None)
 
 
+def _see_other(path: str) -> Response:
+    """303 to a page of this site (after a form post the browser then GETs it)."""
+    return Response("", status=303, headers={"Location": path})
+
+
 def _same_origin(public_url: str | None) -> bool:
     """A browser's cross-site form post carries a foreign `Origin`: refuse those."""
     origin = request.headers.get("Origin")
@@ -186,7 +191,7 @@ def make_pages_blueprint(
     @pages.get("/login")
     async def login_page() -> Response:
         """The form lives on /barista; someone who types /login lands there."""
-        return redirect("/barista", 303)
+        return _see_other("/barista")
 
     @pages.post("/login")
     async def login() -> Response:
@@ -210,7 +215,7 @@ def make_pages_blueprint(
             login_limiter.failed(address)
             return await page("login.html", 401, error="That password is not right.")
         login_limiter.succeeded(address)
-        response = redirect("/barista", 303)
+        response = _see_other("/barista")
         response.set_cookie(
             SESSION_COOKIE,
             make_session_cookie(services.secret_key, now()),
@@ -226,7 +231,7 @@ def make_pages_blueprint(
     async def logout() -> Response:
         if not _same_origin(public_url):
             return await page("login.html", 403, error="Log out from this site's own page.")
-        response = redirect("/barista", 303)
+        response = _see_other("/barista")
         response.delete_cookie(
             SESSION_COOKIE,
             path="/",
