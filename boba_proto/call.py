@@ -67,7 +67,11 @@ Rules, all from CONTRACT §5
       messages (media or dtmf before `start`, media for another `streamSid` included) end it
       with TOO_MANY_MALFORMED.
     - After CLOSED, `handle` raises `LocalProtocolError`: feeding a closed session is a bug
-      in the caller of this module.
+      in the caller of this module. In particular, an effect still running when the call
+      ends (a commit after the caller hung up) must complete in the runtime, but its result
+      is not fed back: check `session.state is CallState.CLOSED` first.
+    - `Settings` goes out as soon as the agent socket is open and `start` has arrived, as
+      Deepgram's own bridges do; `Welcome` is not waited for (it is ignored when it comes).
 """
 
 from __future__ import annotations
