@@ -519,7 +519,7 @@ _MISSING_FIELD = re.compile(
 )
 
 
-def _explain(exc: msgspec.DecodeError) -> str:
+def _explain(exc: Exception) -> str:
     """msgspec's message with a missing field spelled as one JSON path (`$.functions[0].id`)."""
     text = str(exc)
     found = _MISSING_FIELD.match(text)
@@ -574,7 +574,7 @@ def decode(frame: str | bytes) -> AgentMessage | UnknownAgentMessage:
     except msgspec.ValidationError as exc:
         try:
             envelope = _ENVELOPE.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise RemoteProtocolError(
                 f"the agent sent an invalid message: {_explain(exc)}"
             ) from exc
@@ -588,6 +588,8 @@ def decode(frame: str | bytes) -> AgentMessage | UnknownAgentMessage:
         return UnknownAgentMessage(type=envelope.type, raw=data)
     except msgspec.DecodeError as exc:
         raise RemoteProtocolError(f"the agent sent malformed JSON: {exc}") from exc
+    except RecursionError as exc:  # msgspec's depth guard, also hit while skipping fields
+        raise RemoteProtocolError(f"the agent sent JSON nested too deeply: {exc}") from exc
 
 
 def encode(msg: AgentClientMessage) -> str:
@@ -603,7 +605,7 @@ def decode_client(frame: str | bytes) -> AgentClientMessage:
     data = _as_bytes(frame, "the agent client")
     try:
         return _CLIENT_DECODER.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise RemoteProtocolError(f"invalid agent client message: {_explain(exc)}") from exc
 
 

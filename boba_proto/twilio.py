@@ -262,7 +262,7 @@ _MISSING_FIELD = re.compile(
 )
 
 
-def _explain(exc: msgspec.DecodeError) -> str:
+def _explain(exc: Exception) -> str:
     """msgspec's message with a missing field spelled as one JSON path (`$.media.payload`)."""
     text = str(exc)
     found = _MISSING_FIELD.match(text)
@@ -297,7 +297,7 @@ def decode(frame: str | bytes) -> TwilioEvent | UnknownTwilioEvent:
     except msgspec.ValidationError as exc:
         try:
             event = _ENVELOPE.decode(data).event
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise RemoteProtocolError(f"Twilio sent an invalid message: {_explain(exc)}") from exc
         if event in _KNOWN_EVENTS:
             raise RemoteProtocolError(
@@ -306,6 +306,8 @@ def decode(frame: str | bytes) -> TwilioEvent | UnknownTwilioEvent:
         return UnknownTwilioEvent(event=event, raw=data)
     except msgspec.DecodeError as exc:
         raise RemoteProtocolError(f"Twilio sent malformed JSON: {exc}") from exc
+    except RecursionError as exc:  # msgspec's depth guard, also hit while skipping fields
+        raise RemoteProtocolError(f"Twilio sent JSON nested too deeply: {exc}") from exc
 
 
 def encode(msg: TwilioOutbound) -> str:
@@ -329,7 +331,7 @@ def decode_outbound(frame: str | bytes) -> TwilioOutbound:
     data = _as_bytes(frame, "the Twilio client")
     try:
         wire = _OUT_DECODER.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise RemoteProtocolError(f"invalid outbound Twilio message: {_explain(exc)}") from exc
     match wire:
         case _OutMedia(stream_sid=sid, media=_OutMediaBody(payload=payload)):
