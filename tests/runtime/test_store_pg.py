@@ -170,3 +170,34 @@ def _draft() -> object:
         total_cents=550,
     )
 
+
+
+async def test_two_instances_send_each_sms_once(db_url: str) -> None:
+    from boba_runtime.sms import Sent, run_sms_worker
+
+    sent: list[str] = []
+
+    class CountingSender:
+        name = "counting"
+
+        async def send(self, to: str, body: str) -> Sent:
+            sent.append(body)
+            await trio.sleep(0.01)
+            return Sent(provider_sid=None)
+
+    async with (
+        await OrderStore.open(db_url) as a,
+        await OrderStore.open(db_url) as b,
+        trio.open_nursery() as nursery,
+    ):
+        for instance in (a, b):
+            await nursery.start(lambda task_status, s=instance: run_sms_worker(
+                s, CountingSender(), poll_interval=0.01, task_status=task_status))
+        orders = [await (a if i % 2 else b).commit_order(_draft()) for i in range(20)]
+        with trio.fail_after(10):
+            while len(await a.due_sms()) or len(sent) < 20:
+                await trio.sleep(0.02)
+            await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    assert sorted(sent) == sorted(set(sent))
+    assert len(sent) == len(orders)
