@@ -108,7 +108,7 @@ class Subscription:
                 return None
             if self.state is SubscriptionState.DROPPED:
                 raise trio.EndOfChannel  # do not trickle out the rest: reconnect and replay
-            if received.id > self.cursor:
+            if received.id > self.cursor:  # skips what `subscribe_new` saw in the table
                 self.cursor = received.id
                 return received
 
@@ -163,14 +163,30 @@ class EventFeed:
         self._wake.set()
 
     def subscribe(self, last_event_id: int | None) -> Subscription:
-        """A new client. Without `last_event_id` it gets only events from now on.
+        """A client resuming after `last_event_id` (None: from the feed's position now).
 
         A `last_event_id` beyond the table's end (a wiped database) counts as "now".
         """
         live_from = self.last_id
         cursor = live_from if last_event_id is None else min(max(last_event_id, 0), live_from)
+        return self._subscribe_at(cursor)
+
+    async def subscribe_new(self) -> Subscription:
+        """A client without `Last-Event-ID`: only events committed after this call.
+
+        Asks the table for its end, since this feed may not have seen the newest rows
+        yet (they would otherwise arrive as "new"). Falls back to the feed's position.
+        """
+        try:
+            newest = await self.source.last_event_id()
+        except Exception as error:  # the store is down: the feed's position will do
+            log.warning("event stream starts at the feed's position: %s", error)
+            return self.subscribe(None)
+        return self._subscribe_at(max(newest, 0))
+
+    def _subscribe_at(self, cursor: int) -> Subscription:
         send, receive = trio.open_memory_channel[FeedEvent](self.client_buffer)
-        subscription = Subscription(self, cursor, live_from, send, receive)
+        subscription = Subscription(self, cursor, self.last_id, send, receive)
         self._subscribers.add(subscription)
         return subscription
 

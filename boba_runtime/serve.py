@@ -270,6 +270,11 @@ def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
             )
         secrets = load_secrets(settings)
         menu = load_menu(settings)
+        if settings.record_dir is not None:
+            try:
+                os.makedirs(settings.record_dir, exist_ok=True)
+            except OSError as error:
+                raise SettingsError("BOBA_RECORD_DIR", f"cannot create it: {error}") from None
         trio.run(_serve_main, settings, secrets, menu)
     except SettingsError as error:
         print(f"boba serve: {error}", file=sys.stderr)

@@ -40,7 +40,10 @@ def register_sse(app: QuartTrio, services: Services) -> None:
             )
         except ValueError:
             return json_error(400, "Last-Event-ID must be a whole number.")
-        subscription = services.events.subscribe(last_id)
+        if last_id is None:
+            subscription = await services.events.subscribe_new()
+        else:
+            subscription = services.events.subscribe(last_id)
         frames = sse_frames(subscription, ping_interval=services.sse_ping_interval)
         response = Response(frames, headers=SSE_HEADERS)
         response.timeout = None  # an endless stream: no RESPONSE_TIMEOUT

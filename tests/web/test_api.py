@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from boba_runtime.auth import SESSION_COOKIE, make_session_cookie
 from tests.helpers.orders import place_order
-from tests.helpers.server import STAFF_PASSWORD, RunningServer
+from tests.helpers.server import STAFF_PASSWORD, RunningServer, running_server
 
 
 @pytest.fixture
@@ -213,3 +215,21 @@ async def test_unexpected_exception_is_a_plain_json_500(boba_server: RunningServ
     assert "secret internals" not in text and "Traceback" not in text
     assert response.content_type == "application/json"
     assert (await response.get_json())["error"].endswith(".")
+
+
+async def test_ready_orders_are_picked_up_automatically(tmp_path: Path) -> None:
+    env = {"BOBA_READY_EXPIRY_MINUTES": "0.01"}  # 0.6 s
+    async with running_server(tmp_path / "shop", env) as server:
+        services = server.services
+        waiting = await place_order(services)
+        order = await place_order(services)
+        await services.store.mark_ready(order.order_number)
+        with trio.fail_after(10):
+            while True:
+                current = await services.store.get_order(order.order_number)
+                assert current is not None
+                if current.status.value == "picked_up":
+                    break
+                await trio.sleep(0.1)
+        still = await services.store.get_order(waiting.order_number)
+        assert still is not None and still.status.value == "received"  # only ready ones expire

@@ -167,3 +167,19 @@ async def test_end_streams_ends_every_subscription(
             with pytest.raises(trio.EndOfChannel):
                 await sub.next_event(1)
         nursery.cancel_scope.cancel()
+
+
+async def test_subscribe_new_skips_rows_the_feed_has_not_seen_yet(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    table = FakeTable(3)
+    feed = EventFeed(table, poll_interval=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(feed.run)
+        table.append()  # committed before the client connects; the feed has not looked yet
+        sub = await feed.subscribe_new()
+        table.append()
+        feed.notify()
+        event = await sub.next_event(60)
+        assert event is not None and event.id == 5
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,145 @@
+"""`boba serve` as a real process: starts with no configuration, answers, stops on signals."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from boba_runtime.serve import main
+
+START_TIMEOUT = 60.0
+BANNER = re.compile(r"BobaRista is open on (http://127\.0\.0\.1:\d+)")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any setting of ours, so only defaults (and .env) apply."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BOBA_", "TWILIO_", "DEEPGRAM_"))}
+    env.update(extra)
+    return env
+
+
+class ServeProcess:
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stdout: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_banner(self) -> str:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            self.stdout.append(line)
+            if found := BANNER.search(line):
+                time.sleep(0.3)  # the rest of the banner
+                while not self.lines.empty():
+                    self.stdout.append(self.lines.get())
+                return found.group(1)
+        raise AssertionError(f"no banner; output so far: {''.join(self.stdout)!r}")
+
+
+@contextmanager
+def boba_serve(cwd: Path, *args: str, **env: str) -> Iterator[ServeProcess]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "boba_runtime.cli", "serve", *args],
+        cwd=cwd, env=clean_env(**env), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        yield ServeProcess(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+@pytest.mark.slow
+def test_serve_starts_with_no_configuration_answers_and_stops_cleanly(tmp_path: Path) -> None:
+    with boba_serve(tmp_path, "--port", "0") as shop:
+        base_url = shop.wait_for_banner()
+        banner = "".join(shop.stdout)
+        assert f"{base_url}/orders" in banner and f"{base_url}/barista" in banner
+        password_file = tmp_path / "boba-data" / "staff-password"
+        password = password_file.read_text().strip()
+        assert "boba-data/staff-password" in banner and password in banner  # first start
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        health = httpx.get(f"{base_url}/healthz", timeout=10)
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        shop.process.send_signal(signal.SIGTERM)
+        assert shop.process.wait(30) == 0
+        _, stderr = shop.process.communicate()
+        assert password not in stderr
+    assert (tmp_path / "boba.sqlite3").exists()
+
+    with boba_serve(tmp_path, "--port", "0") as again:  # second start: same password, not shown
+        base_url = again.wait_for_banner()
+        assert password not in "".join(again.stdout)
+        assert httpx.get(f"{base_url}/api/orders/0000", timeout=10,
+                         headers={"Authorization": f"Bearer {password}"}).status_code == 404
+        again.process.send_signal(signal.SIGINT)
+        assert again.process.wait(30) == 0
+
+
+def test_a_bad_setting_stops_the_start_with_exit_2(tmp_path: Path) -> None:
+    with boba_serve(tmp_path, "--port", "0", BOBA_AUDIO="x") as shop:
+        assert shop.process.wait(60) == 2
+        _, stderr = shop.process.communicate()
+    lines = stderr.strip().splitlines()
+    assert lines == ["boba serve: BOBA_AUDIO: expected linear16 or mulaw, got 'x'"]
+    assert not (tmp_path / "boba-data").exists()  # nothing written before refusing
+
+
+@pytest.mark.parametrize(("argv", "env", "dotenv", "variable"), [
+    (["--port", "abc"], {}, "", "BOBA_PORT"),
+    (["--workers", "2"], {}, "", "BOBA_WORKERS"),
+    ([], {"BOBA_HOST": "0.0.0.0"}, "", "BOBA_VALIDATE_TWILIO"),
+    ([], {}, "BOBA_MAX_CALLS=many\n", "BOBA_MAX_CALLS"),
+    ([], {"BOBA_MENU": "missing.toml"}, "", "BOBA_MENU"),
+    ([], {"BOBA_DATABASE": "postgresql://db.example.com/boba"}, "", "BOBA_DATABASE"),
+])
+def test_bad_settings_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], env: dict[str, str], dotenv: str, variable: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(dotenv)
+    assert main(argv, clean_env(BOBA_PORT="0", **env)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"boba serve: {variable}: ")
+
+
+def test_port_in_use_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port)], clean_env()) == 2
+    assert capsys.readouterr().err.startswith("boba serve: BOBA_PORT: cannot listen on")
