@@ -46,6 +46,11 @@
     ready.replaceChildren(
       ...entries.filter(([, e]) => e.status === "ready").map(([n, e]) => tile(n, e)),
     );
+    // smaller tiles when a column fills up, so every number stays on screen (never < 56 px)
+    for (const column of [preparing, ready]) {
+      const n = column.children.length;
+      column.dataset.density = n > 12 ? "3" : n > 4 ? "2" : "1";
+    }
     document.getElementById("preparing-count").textContent = preparing.children.length;
     document.getElementById("ready-count").textContent = ready.children.length;
     document.body.dataset.orders = board.size;

@@ -231,3 +231,26 @@ async def test_a_cut_event_stream_misses_nothing_once_restored(
             ]
             assert resumed, "the page did not resume with Last-Event-ID"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_busy_board_keeps_every_number_on_screen_and_large(
+    tmp_path: Path, browser: Browser, docs_dir: Path
+) -> None:
+    async with shop_services(tmp_path) as services, running_server(services) as base:
+        orders = [await services.store.commit_order(make_draft()) for _ in range(30)]
+        for order in orders[:15]:
+            await services.store.mark_ready(order.order_number)
+        page = await browser.new_page(width=TV_SIZE[0], height=TV_SIZE[1])
+        await open_live(page, f"{base}/orders")
+        await page.wait_for("document.querySelectorAll('.tile').length === 30")
+        tiles = await page.evaluate(
+            """[...document.querySelectorAll('.tile')].map(t => {
+                const r = t.getBoundingClientRect();
+                return {bottom: r.bottom, right: r.right,
+                        size: parseFloat(getComputedStyle(t.querySelector('.number')).fontSize)};
+            })"""
+        )
+        assert min(t["size"] for t in tiles) >= 56
+        assert max(t["bottom"] for t in tiles) <= TV_SIZE[1]
+        assert max(t["right"] for t in tiles) <= TV_SIZE[0]
+        await page.screenshot(docs_dir / "tv-board-busy.png")
