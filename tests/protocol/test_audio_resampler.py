@@ -254,16 +254,29 @@ def test_batch_rows_equal_per_call_processing(
 
 
 def test_batch_call_paths_match_the_per_call_paths() -> None:
+    # The batch runs in float32, so a sample may land 1 LSB away, and then its μ-law code
+    # on the neighbouring level; compare in level steps.
+    levels = np.unique(ulaw_decode(bytes(range(256))))
+
+    def steps_apart(a: bytes, b: bytes) -> int:
+        rank_a = np.searchsorted(levels, ulaw_decode(a))
+        rank_b = np.searchsorted(levels, ulaw_decode(b))
+        return int(np.abs(rank_a - rank_b).max(initial=0))
+
     caller = [ulaw_encode(_noise(160, i)) for i in range(5)]
     up_states = [resampler(8000, 48000).initial_state()] * 5
     batch, _ = caller_to_agent_batch(caller, up_states)
-    assert batch == [caller_to_agent(c, s)[0] for c, s in zip(caller, up_states, strict=True)]
+    for got, c, s in zip(batch, caller, up_states, strict=True):
+        alone = np.frombuffer(caller_to_agent(c, s)[0], "<i2").astype(np.int32)
+        assert np.abs(np.frombuffer(got, "<i2") - alone).max() <= 1
 
     agent = [_noise(480, 10 + i).astype("<i2").tobytes() for i in range(5)]
     down_states = [resampler(24000, 8000).initial_state()] * 5
     ulaw, states = agent_to_caller_batch(agent, down_states)
-    assert ulaw == [agent_to_caller(a, s)[0] for a, s in zip(agent, down_states, strict=True)]
-    assert all(len(u) == 160 for u in ulaw) and states[0].phase == 0
+    for got, a, s in zip(ulaw, agent, down_states, strict=True):
+        assert len(got) == 160
+        assert steps_apart(got, agent_to_caller(a, s)[0]) <= 1
+    assert states[0].phase == 0
 
 
 def test_batch_refuses_mixed_phases_and_general_ratios() -> None:
