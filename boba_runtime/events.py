@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 import trio
@@ -40,7 +40,9 @@ class FeedEvent(Protocol):
 class EventSource(Protocol):
     """The part of the store the feed needs."""
 
-    async def events_after(self, last_id: int, *, limit: int = ...) -> list[FeedEvent]: ...
+    async def events_after(
+        self, last_id: int, *, limit: int = ...
+    ) -> Sequence[FeedEvent]: ...
 
     async def last_event_id(self) -> int: ...
 
@@ -76,6 +78,10 @@ class Subscription:
         self.state = SubscriptionState.REPLAYING if cursor < live_from else SubscriptionState.LIVE
         self._replay_buffer: list[FeedEvent] = []  # read from the table, newest first
 
+    @property
+    def dropped(self) -> bool:
+        return self.state is SubscriptionState.DROPPED
+
     def _drop(self) -> None:
         if self.state in (SubscriptionState.REPLAYING, SubscriptionState.LIVE):
             self.state = SubscriptionState.DROPPED
@@ -106,7 +112,7 @@ class Subscription:
                 received = await self._receive.receive()
             if received is None:
                 return None
-            if self.state is SubscriptionState.DROPPED:
+            if self.dropped:
                 raise trio.EndOfChannel  # do not trickle out the rest: reconnect and replay
             if received.id > self.cursor:  # skips what `subscribe_new` saw in the table
                 self.cursor = received.id

@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -188,7 +188,7 @@ def print_banner(started: ShopStarted, secrets: Secrets) -> None:
 
 
 async def _watch_signals(
-    signals: trio.abc.ReceiveChannel[int], shutdown: trio.Event, hard_stop: trio.CancelScope
+    signals: AsyncIterator[int], shutdown: trio.Event, hard_stop: trio.CancelScope
 ) -> None:
     async for signum in signals:
         if not shutdown.is_set():

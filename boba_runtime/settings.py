@@ -353,6 +353,10 @@ def _derive(raw: Mapping[str, str]) -> Settings:
             "to accept unsigned requests",
         )
 
+    audio: str = _take(
+        raw, "BOBA_AUDIO", lambda t: _choice("BOBA_AUDIO", t, ("linear16", "mulaw")), "linear16"
+    )
+
     menu = raw.get("BOBA_MENU")
     if menu is not None:
         _readable_file("BOBA_MENU", menu)
@@ -372,10 +376,7 @@ def _derive(raw: Mapping[str, str]) -> Settings:
         think_model=raw.get("BOBA_THINK_MODEL", base.think_model),
         speak_model=raw.get("BOBA_SPEAK_MODEL", base.speak_model),
         greeting=raw.get("BOBA_GREETING", base.greeting),
-        audio=_take(  # type: ignore[arg-type]
-            raw, "BOBA_AUDIO", lambda t: _choice("BOBA_AUDIO", t, ("linear16", "mulaw")),
-            base.audio,
-        ),
+        audio="mulaw" if audio == "mulaw" else "linear16",
         twilio_account_sid=sid,
         twilio_auth_token=token,
         twilio_from_number=from_number,
@@ -385,7 +386,7 @@ def _derive(raw: Mapping[str, str]) -> Settings:
             base.twilio_api_base_url,
         ),
         validate_twilio=validate,
-        sms=sms_mode,  # type: ignore[arg-type]
+        sms="twilio" if sms_mode == "twilio" else "log",
         staff_password=raw.get("BOBA_STAFF_PASSWORD"),
         secret_key=raw.get("BOBA_SECRET_KEY"),
         record_dir=raw.get("BOBA_RECORD_DIR"),
