@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 TWILIO_DEFAULT_BASE_URL = "https://api.twilio.com"
 DEFAULT_HTTP_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 4
+DELIVERY_GRACE = 60.0  # seconds one delivery may outlive a shutdown (HTTP timeouts are 10 s)
 
 
 # --- what a send attempt came to ---------------------------------------------------------
@@ -330,12 +331,12 @@ class SmsWorker:
     async def deliver(self, message: OutboxMessage) -> str | None:
         """One attempt at `message`; returns the recorded result, None if not ours to send.
 
-        Shielded from claim to record (bounded by `stale_sending_after`): a shutdown that
-        lands between them would leave a claimed row that was never sent, or a sent
-        message recorded as nothing, and both end as `unknown`.
+        Shielded from claim to record (for at most `DELIVERY_GRACE` seconds): a shutdown
+        that landed between them would leave a claimed row that was never sent, or a sent
+        message recorded as nothing; both would end as `unknown`.
         """
         with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._stale_after.total_seconds()
+            scope.deadline = trio.current_time() + DELIVERY_GRACE
             started = self._clock()
             if not await self._store.mark_sms_sending(message.id):
                 return None  # another worker claimed it, or it is settled already
@@ -348,8 +349,11 @@ class SmsWorker:
             await self._store.mark_sms_result(
                 message.id, result, retry_at=retry_at, provider_sid=sid
             )
-        self._report(message, outcome, result, retry_at)
-        return result
+            self._report(message, outcome, result, retry_at)
+            return result
+        # Only reached if the grace ran out: the row stays "sending" and becomes "unknown".
+        log.warning("sms: message %d took too long to settle; left for recovery", message.id)
+        return None
 
     def _decide(
         self, message: OutboxMessage, outcome: SendOutcome, started: datetime

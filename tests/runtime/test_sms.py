@@ -445,3 +445,10 @@ async def test_shutdown_mid_send_still_records_the_outcome(
         nursery.cancel_scope.cancel()  # shutdown while Twilio is answering
     assert await sms_received(store, order) == "sent"
     assert len(fake.messages()) == 1
+
+
+async def test_delivery_does_not_depend_on_the_stale_threshold(store: OrderStore) -> None:
+    order = await one_due(store)
+    worker = SmsWorker(store, LogSender(), stale_sending_after=timedelta(0))
+    assert await deliver_due(worker, store) == ["sent"]
+    assert await sms_received(store, order) == "sent"
