@@ -339,19 +339,44 @@ class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
     outputs: list[tuple[float, dict[str, Any]]]
 
 
-def _show(value: object, limit: int = 300) -> str:
+SHOW_LIMIT: Final = 300
+"""Longest value printed whole in a difference; longer ones show the part that differs."""
+
+
+def _show(value: object, limit: int = SHOW_LIMIT) -> str:
     text = _ENCODER.encode(value).decode("utf-8")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _show_pair(expected: object, got: object) -> str:
+    """`expected X got Y`, cut around the first differing character when the values are long."""
+    want = _ENCODER.encode(expected).decode("utf-8")
+    have = _ENCODER.encode(got).decode("utf-8")
+    if max(len(want), len(have)) <= SHOW_LIMIT:
+        return f"expected {want} got {have}"
+    at = next(
+        (i for i, (a, b) in enumerate(zip(want, have, strict=False)) if a != b),
+        min(len(want), len(have)),
+    )
+    start = max(0, at - 60)
+
+    def window(text: str) -> str:
+        part = text[start : start + 200]
+        return ("…" if start else "") + part + ("…" if start + 200 < len(text) else "")
+
+    return f"(from character {start}) expected {window(want)} got {window(have)}"
 
 
 def _explain_difference(expected: dict[str, Any], got: dict[str, Any]) -> str:
     if expected.get("type") == got.get("type"):
         keys = [k for k in {**expected, **got} if expected.get(k) != got.get(k)]
-        where = f"{expected.get('type')} field {keys[0]!r}: " if len(keys) == 1 else ""
-        if where:
+        if len(keys) == 1:
             key = keys[0]
-            return f"{where}expected {_show(expected.get(key))} got {_show(got.get(key))}"
-    return f"expected {_show(expected)} got {_show(got)}"
+            return (
+                f"{expected.get('type')} field {key!r}: "
+                f"{_show_pair(expected.get(key), got.get(key))}"
+            )
+    return _show_pair(expected, got)
 
 
 def replay_lines(lines: list[str]) -> ReplayReport:

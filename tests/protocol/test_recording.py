@@ -183,3 +183,25 @@ def test_replay_needs_a_header_first() -> None:
         recording.replay_lines([recording.encode_input(0.0, call.CallerHungUp())])
     with pytest.raises(RemoteProtocolError, match=r"^line 1: empty file"):
         recording.replay_lines([])
+
+
+def test_a_difference_deep_in_a_long_value_is_shown_where_it_is() -> None:
+    config = build_config(agent.AudioProfile.MULAW)
+    session = call.CallSession(config)
+    session.handle(start())
+    header = recording.encode_header(config, started_at="x")
+    connected = recording.encode_input(0.0, call.AgentConnected())
+    outs = recording.Recorder(config, started_at="x").outputs(
+        0.0, session.handle(call.AgentConnected())
+    )
+    tampered = outs[0].replace("What would you like", "What WOULD you like")  # the greeting
+    assert tampered != outs[0]
+    lines = [header, recording.encode_input(0.0, start()),
+             *recording.Recorder(config, started_at="x").outputs(
+                 0.0, call.CallSession(config).handle(start())),
+             connected, tampered, *outs[1:]]
+    report = recording.replay_lines(lines)
+    assert report.difference is not None
+    assert report.difference.startswith("line 6: send_to_agent field 'text': (from character ")
+    assert "WOULD" in report.difference and "would" in report.difference
+    assert len(report.difference) < 600
