@@ -3,7 +3,7 @@ drafts, a Hypercorn server on 127.0.0.1, and a TCP proxy that can cut connection
 
 from __future__ import annotations
 
-import itertools
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,15 +17,14 @@ from boba_proto.model import Drink, OrderDraft
 from boba_runtime.secrets import Secrets
 from boba_runtime.services import Services, open_services
 from boba_runtime.settings import load_settings
+from boba_runtime.store import OrderStore
 from boba_web.app import create_app
 
 STAFF_PASSWORD = "correct horse battery staple"
 SECRET_KEY = b"k" * 32
 
-_phones = itertools.count(5550100)
 
-
-def make_draft(*, toppings: tuple[str, ...] = ("boba",), phone: str | None = None) -> OrderDraft:
+def make_draft(*, toppings: tuple[str, ...] = ("boba",), phone: str = "+14155550100") -> OrderDraft:
     price = 550 + 75 * len(toppings)
     drink = Drink(
         flavor="taro milk tea",
@@ -34,7 +33,7 @@ def make_draft(*, toppings: tuple[str, ...] = ("boba",), phone: str | None = Non
         ice="regular ice",
         price_cents=price,
     )
-    return OrderDraft(phone=phone or f"+1415{next(_phones):07d}", items=(drink,), total_cents=price)
+    return OrderDraft(phone=phone, items=(drink,), total_cents=price)
 
 
 @asynccontextmanager
@@ -55,8 +54,14 @@ async def shop_services(tmp_path: Path, **options: Any) -> AsyncIterator[Service
         password_created=False,
     )
     options.setdefault("poll_interval", 0.05)
-    async with open_services(settings, secrets=secrets, **options) as services:
-        yield services
+    # seeded order numbers: the screenshots in docs/ stay the same from run to run
+    store = await OrderStore.open(settings.database, rng=random.Random(4782))
+    try:
+        async with open_services(settings, secrets=secrets, store=store, **options) as services:
+            yield services
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
 
 
 @asynccontextmanager

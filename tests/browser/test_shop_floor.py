@@ -151,7 +151,7 @@ async def test_console_login_new_order_chime_and_done_queues_one_ready_sms(
         # a new order: highlighted, and a chime once the page had a user gesture
         await page.click("#sound")
         assert await page.evaluate("document.getElementById('sound').ariaPressed") == "true"
-        fresh = await store.commit_order(make_draft())
+        fresh = await store.commit_order(make_draft(phone="+14155550187"))
         fresh_card = f'#orders [data-order="{fresh.order_number}"]'
         await page.wait_for(f"!!document.querySelector('{fresh_card}.new')", timeout=2)
         assert await page.evaluate("document.body.dataset.chimes") == "1"
