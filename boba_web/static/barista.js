@@ -144,7 +144,10 @@
     list.replaceChildren(...active.map(card));
     empty.hidden = active.length > 0;
     if (keep) {
-      const again = list.querySelector(`button[data-order="${keep[0]}"][data-action="${keep[1]}"]`);
+      // keyboard users keep their place: the same button, else the card's next one
+      const again =
+        list.querySelector(`button[data-order="${keep[0]}"][data-action="${keep[1]}"]`) ||
+        list.querySelector(`button[data-order="${keep[0]}"]`);
       if (again) again.focus();
     }
     document.getElementById("count").textContent = active.length;
@@ -213,6 +216,9 @@
       orders.set(body.order_number, body);
       say("Order #" + order + ": " + body.status.replace("_", " ") + ".", "info");
       render();
+      const next = list.querySelector(`button[data-order="${order}"]`);
+      if (next) next.focus(); // e.g. Done → Picked up, one Enter away
+
       setTimeout(() => refresh(order), 6000); // the SMS is handed over within 5 s
     } catch (err) {
       say("Network problem: " + err.message, "error");

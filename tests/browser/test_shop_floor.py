@@ -182,10 +182,9 @@ async def test_console_login_new_order_chime_and_done_queues_one_ready_sms(
         )
         assert (await store.get_order(waiting.order_number)).status.value == "ready"
 
-        # Picked up by keyboard: focus the button, press Enter
-        await page.evaluate(
-            f"document.querySelector('{card} button[data-action=\"picked-up\"]').focus()"
-        )
+        # Picked up by keyboard: after Done the focus sits on the card's next button
+        focused = await page.evaluate("document.activeElement.dataset.action")
+        assert focused == "picked-up"
         await page.press_enter()
         await page.wait_for(f"!document.querySelector('{card}')")
         assert (await store.get_order(waiting.order_number)).status.value == "picked_up"
