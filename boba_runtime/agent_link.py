@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -126,36 +127,35 @@ async def open_agent_link(
     parts = urlsplit(url)
     if parts.scheme not in {"ws", "wss"}:
         raise AgentUnreachable(f"agent URL must be ws:// or wss://, got {parts.scheme}://")
-    try:
-        cm = trio_websocket.open_websocket_url(
-            url,
-            extra_headers=auth_headers(api_key),
-            message_queue_size=16,
-            max_message_size=max_message_bytes,
-            connect_timeout=connect_timeout,
-            disconnect_timeout=close_timeout,
-        )
-        ws = await cm.__aenter__()
-    except trio_websocket.ConnectionRejected as exc:
-        hint = " (check DEEPGRAM_API_KEY)" if exc.status_code in (401, 403) else ""
-        status = exc.status_code
-        raise AgentUnreachable(f"agent refused the connection: HTTP {status}{hint}") from None
-    except trio_websocket.ConnectionTimeout:
-        raise AgentUnreachable(f"agent did not answer within {connect_timeout:g} s") from None
-    except trio_websocket.HandshakeError as exc:
-        raise AgentUnreachable(f"agent handshake failed: {exc!r}") from None
-    except OSError as exc:
-        why = exc.strerror or exc
-        raise AgentUnreachable(f"cannot reach the agent at {parts.netloc}: {why}") from None
-    link = WebSocketAgentConnection(ws, close_timeout)
-    try:
-        yield link
-    finally:
+    async with trio.open_nursery() as nursery:
+        # The connection's reader task lives in this nursery; it ends with the block.
         try:
-            await link.aclose()
+            with trio.fail_after(connect_timeout):
+                ws = await trio_websocket.connect_websocket_url(
+                    nursery,
+                    url,
+                    ssl_context=ssl.create_default_context() if parts.scheme == "wss" else None,
+                    extra_headers=auth_headers(api_key),
+                    message_queue_size=16,
+                    max_message_size=max_message_bytes,
+                )
+        except trio.TooSlowError:
+            raise AgentUnreachable(f"agent did not answer within {connect_timeout:g} s") from None
+        except trio_websocket.ConnectionRejected as exc:
+            hint = " (check DEEPGRAM_API_KEY)" if exc.status_code in (401, 403) else ""
+            status = exc.status_code
+            raise AgentUnreachable(f"agent refused the connection: HTTP {status}{hint}") from None
+        except trio_websocket.HandshakeError as exc:
+            raise AgentUnreachable(f"agent handshake failed: {exc!r}") from None
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise AgentUnreachable(f"cannot reach the agent at {parts.netloc}: {why}") from None
+        link = WebSocketAgentConnection(ws, close_timeout)
+        try:
+            yield link
         finally:
-            with trio.move_on_after(close_timeout, shield=True):
-                await cm.__aexit__(None, None, None)
+            await link.aclose()
+            nursery.cancel_scope.cancel()
 
 
 def websocket_connector(

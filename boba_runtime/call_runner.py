@@ -206,8 +206,11 @@ class Outbox(Generic[T]):
         self._items = kept
         return dropped
 
-    def close(self) -> None:
+    def close(self, *, discard: bool = False) -> None:
+        """No more items; with `discard`, forget the queued ones too (the call is over)."""
         self._closed = True
+        if discard:
+            self._items.clear()
         self._lot.unpark_all()
 
     async def get(self) -> T:
@@ -243,7 +246,11 @@ class _Call:
         self.phone_out: Outbox[str] = Outbox(PHONE_OUTBOX)
         self.agent_out: Outbox[str | bytes] = Outbox(AGENT_OUTBOX)
         self.timers: dict[str, trio.CancelScope] = {}
-        self.nursery: trio.Nursery | None = None
+        self.nursery: trio.Nursery | None = None  # the call nursery: cancelled at the end
+        self.link_nursery: trio.Nursery | None = None  # outlives it, to close the agent well
+        self.agent_connect_scope = trio.CancelScope()
+        self.agent_read_scope = trio.CancelScope()
+        self.agent_open = False
         self.recorder: CallRecorderLike | None = None
         self.t0 = trio.current_time()
         self.ended = False
@@ -334,11 +341,18 @@ class _Call:
         outcome = CallOutcome.FAILED if reason.apologise else CallOutcome.NORMAL
         self.deps.registry.record_end(self.report.call_sid, outcome)
         log.info("call %s ended: %s", self.report.call_sid or "(no sid)", reason.value)
-        self.phone_out.close()
-        self.agent_out.close()
+        self._stop()
+
+    def _stop(self) -> None:
+        """Cancel this call's tasks; the agent link itself is closed gracefully afterwards."""
+        self.phone_out.close(discard=True)
+        self.agent_out.close(discard=True)
         for scope in self.timers.values():
             scope.cancel()
         self.timers.clear()
+        self.agent_read_scope.cancel()
+        if not self.agent_open:
+            self.agent_connect_scope.cancel()
         if self.nursery is not None:
             self.nursery.cancel_scope.cancel()
 
@@ -355,10 +369,7 @@ class _Call:
         self.close_code = code
         self.ended = True
         log.warning("call refused: %s", why)
-        self.phone_out.close()
-        self.agent_out.close()
-        if self.nursery is not None:
-            self.nursery.cancel_scope.cancel()
+        self._stop()
 
     # --- timers -------------------------------------------------------------------------------
 
@@ -440,8 +451,8 @@ class _Call:
                     if not self._admit(event):
                         return
                     self.feed(event)
-                    assert self.nursery is not None
-                    self.nursery.start_soon(self.agent_main)
+                    assert self.link_nursery is not None
+                    self.link_nursery.start_soon(self.agent_main)
                     continue
                 self.feed(event)
         except PhoneClosed:
@@ -482,11 +493,22 @@ class _Call:
     # --- the agent side -----------------------------------------------------------------------
 
     async def agent_main(self) -> None:
+        """Connect, read until the call ends, then close the link gracefully (≤ 2 s).
+
+        This task runs outside the call nursery, so ending the call stops its reading
+        (a cancel scope) but lets trio-websocket finish the close handshake.
+        """
         try:
-            async with self.connect_agent() as link:
-                assert self.nursery is not None
-                self.nursery.start_soon(self.agent_writer, link)
-                await self._agent_reader(link)
+            with self.agent_connect_scope:
+                async with self.connect_agent() as link:
+                    self.agent_open = True
+                    if self.ended:
+                        return
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self.agent_writer, link)
+                        with self.agent_read_scope:
+                            await self._agent_reader(link)
+                        # The call is over: the writer stops at its closed outbox.
         except AgentUnreachable as exc:
             log.error("call %s: agent unreachable: %s", self.report.call_sid, exc.reason)
             self.feed(AgentLost(reason=exc.reason))
@@ -563,28 +585,35 @@ async def run_call(
     """
     call = _Call(phone, deps, connect_agent, authorize, observe)
     try:
-        async with trio.open_nursery() as nursery:
-            call.nursery = nursery
-            if deps.open_recorder is not None:
-                call.recorder = deps.open_recorder(deps.config)
-                nursery.start_soon(call.recorder.run)
-            nursery.start_soon(call.phone_writer)
-            await call.phone_reader()
-            # The reader returns on a refusal, an oversized frame or a closed socket; in
-            # every case the call is over (the session saw CallerHungUp or was refused).
-            if not call.ended:
-                call.end(EndReason.COMPLETED)
+        async with trio.open_nursery() as link_nursery:
+            call.link_nursery = link_nursery
+            try:
+                async with trio.open_nursery() as nursery:
+                    call.nursery = nursery
+                    if deps.open_recorder is not None:
+                        call.recorder = deps.open_recorder(deps.config)
+                        nursery.start_soon(call.recorder.run)
+                    nursery.start_soon(call.phone_writer)
+                    await call.phone_reader()
+                    # The reader returns on a refusal, an oversized frame or a closed
+                    # socket; in every case the call is over.
+                    if not call.ended:
+                        call.end(EndReason.COMPLETED)
+            finally:
+                # Close the phone side first (Twilio then fetches /voice/after); the
+                # link nursery then waits for the agent socket's close (≤ 2 s).
+                if not call.ended:
+                    call.end(EndReason.COMPLETED)
+                call._stop()
+                await call.close_phone()
     except Exception:
         # Our own bug: the caller should hear the apology rather than silence.
         log.exception("call %s crashed", call.report.call_sid)
-        if not call.ended:
-            call.end(EndReason.AGENT_FAILED)
-        call.report.end_reason = call.report.end_reason or EndReason.AGENT_FAILED
+        if call.report.end_reason is None or not call.report.end_reason.apologise:
+            call.report.end_reason = EndReason.AGENT_FAILED
+            deps.registry.record_end(call.report.call_sid, CallOutcome.FAILED)
     finally:
         call.ended = True
-        for scope in call.timers.values():
-            scope.cancel()
-        await call.close_phone()
         call.slot.close()
         if call.metrics_started and deps.metrics is not None:
             deps.metrics.call_ended(trio.current_time() - call.t0)

@@ -21,6 +21,8 @@ import contextlib
 import json
 import xml.etree.ElementTree as ET
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -311,63 +313,44 @@ def stream_target(server_url: str, stream_url: str) -> str:
     return f"{scheme}://{server.netloc}{public.path}"
 
 
-class open_twilio_stream:
-    """`async with open_twilio_stream(...) as stream`: connect, run reader and player."""
-
-    def __init__(
-        self,
-        *,
-        server_url: str,
-        stream_url: str,
-        auth_token: str | None,
-        call_sid: str,
-        parameters: dict[str, str],
-        stream_sid: str | None = None,
-        signature: str | None = None,
-        max_message_size: int = 1 << 20,
-    ) -> None:
-        self.server_url = server_url
-        self.stream_url = stream_url
-        self.auth_token = auth_token
-        self.call_sid = call_sid
-        self.parameters = parameters
-        self.stream_sid = stream_sid or "MZ" + call_sid[2:].ljust(32, "0")[:32]
-        self.signature = signature
-        self.max_message_size = max_message_size
-
-    async def __aenter__(self) -> TwilioStream:
-        headers: list[tuple[bytes, bytes]] = []
-        signature = self.signature
-        if signature is None and self.auth_token is not None:
-            signature = sign(self.auth_token, self.stream_url, {})
-        if signature is not None:
-            headers.append((b"X-Twilio-Signature", signature.encode()))
-        self._ws_cm = trio_websocket.open_websocket_url(
-            stream_target(self.server_url, self.stream_url),
-            extra_headers=headers,
-            max_message_size=self.max_message_size,
-            message_queue_size=64,
-            connect_timeout=5,
-            disconnect_timeout=2,
+@asynccontextmanager
+async def open_twilio_stream(
+    *,
+    server_url: str,
+    stream_url: str,
+    auth_token: str | None,
+    call_sid: str,
+    parameters: dict[str, str],
+    stream_sid: str | None = None,
+    signature: str | None = None,
+    max_message_size: int = 1 << 20,
+) -> AsyncIterator[TwilioStream]:
+    """Connect like Twilio (handshake signed over the TwiML's stream URL), then run the
+    reader and the player until the block ends."""
+    headers: list[tuple[bytes, bytes]] = []
+    if signature is None and auth_token is not None:
+        signature = sign(auth_token, stream_url, {})
+    if signature is not None:
+        headers.append((b"X-Twilio-Signature", signature.encode()))
+    async with trio_websocket.open_websocket_url(
+        stream_target(server_url, stream_url),
+        extra_headers=headers,
+        max_message_size=max_message_size,
+        message_queue_size=64,
+        connect_timeout=5,
+        disconnect_timeout=2,
+    ) as ws:
+        stream = TwilioStream(
+            ws,
+            call_sid=call_sid,
+            stream_sid=stream_sid or "MZ" + call_sid[2:].ljust(32, "0")[:32],
+            parameters=parameters,
         )
-        ws = await self._ws_cm.__aenter__()
-        self._nursery_cm = trio.open_nursery()
-        nursery = await self._nursery_cm.__aenter__()
-        self.stream = TwilioStream(
-            ws, call_sid=self.call_sid, stream_sid=self.stream_sid, parameters=self.parameters
-        )
-        nursery.start_soon(self.stream._reader)
-        nursery.start_soon(self.stream._player)
-        self._nursery = nursery
-        return self.stream
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        try:
-            self._nursery.cancel_scope.cancel()
-            await self._nursery_cm.__aexit__(None, None, None)
-        finally:
-            with trio.move_on_after(2, shield=True):
-                await self._ws_cm.__aexit__(None, None, None)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream._reader)
+            nursery.start_soon(stream._player)
+            yield stream
+            nursery.cancel_scope.cancel()
 
 
 def b64(data: bytes) -> str:
@@ -395,3 +378,65 @@ def form(call_sid: str, caller: str, to: str = "+14155550100") -> dict[str, str]
 
 def dump(obj: Any) -> str:
     return json.dumps(obj)
+
+
+@asynccontextmanager
+async def dial(
+    client: httpx.AsyncClient,
+    *,
+    server_url: str,
+    public_url: str,
+    auth_token: str | None,
+    call_sid: str,
+    caller: str,
+    audio: bool = True,
+) -> AsyncIterator[TwilioStream]:
+    """A whole incoming call as Twilio places it: signed `/voice`, then the media stream
+    (`connected`, `start` with the TwiML's parameters, caller audio every 20 ms)."""
+    response = await post_webhook(
+        client,
+        server_url=server_url,
+        public_url=public_url,
+        path="/voice",
+        params=form(call_sid, caller),
+        auth_token=auth_token,
+    )
+    assert response.status_code == 200, response.text
+    twiml = parse_twiml(response.text)
+    assert twiml.stream_url is not None, response.text
+    async with open_twilio_stream(
+        server_url=server_url,
+        stream_url=twiml.stream_url,
+        auth_token=auth_token,
+        call_sid=call_sid,
+        parameters=twiml.parameters,
+    ) as stream:
+        await stream.send_connected()
+        await stream.send_start()
+        async with trio.open_nursery() as nursery:
+            if audio:
+                nursery.start_soon(stream.stream_audio)
+            yield stream
+            nursery.cancel_scope.cancel()
+
+
+async def hang_up_after(
+    client: httpx.AsyncClient,
+    *,
+    server_url: str,
+    public_url: str,
+    auth_token: str | None,
+    call_sid: str,
+    caller: str,
+) -> TwiML:
+    """What Twilio does once the stream is over: POST the `<Connect action>` URL."""
+    response = await post_webhook(
+        client,
+        server_url=server_url,
+        public_url=public_url,
+        path="/voice/after",
+        params=form(call_sid, caller),
+        auth_token=auth_token,
+    )
+    assert response.status_code == 200, response.text
+    return parse_twiml(response.text)

@@ -1,0 +1,345 @@
+"""Whole calls on loopback: a real Hypercorn, the fake Deepgram agent, the fake Twilio REST
+API and a client that behaves like Twilio (CONTRACT §3, §5; issue 7 point 5)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from boba_proto.model import OrderStatus, order_to_json
+from boba_web.twilio_routes import APOLOGY
+from tests.fakes.fake_agent import FakeAgentServer, FakeAgentSession, fake_agent_server
+from tests.fakes.twilio_client import TwilioStream, dial, hang_up_after, make_call_sid
+from tests.fakes.twilio_rest import FakeTwilioRest
+from tests.helpers.server import RunningServer, running_server
+
+PUBLIC = "https://boba.example.com"
+FROM_NUMBER = "+14155550100"
+
+
+@dataclass
+class Line:
+    """A shop wired to the fakes, and the pieces a test needs to place calls."""
+
+    server: RunningServer
+    agent: FakeAgentServer
+    rest: FakeTwilioRest
+    client: httpx.AsyncClient
+
+    @property
+    def auth_token(self) -> str:
+        return self.rest.auth_token
+
+    def dial(self, call_sid: str, caller: str, **kw: Any) -> Any:
+        return dial(
+            self.client,
+            server_url=self.server.base_url,
+            public_url=PUBLIC,
+            auth_token=self.auth_token,
+            call_sid=call_sid,
+            caller=caller,
+            **kw,
+        )
+
+    async def after(self, call_sid: str, caller: str) -> Any:
+        return await hang_up_after(
+            self.client,
+            server_url=self.server.base_url,
+            public_url=PUBLIC,
+            auth_token=self.auth_token,
+            call_sid=call_sid,
+            caller=caller,
+        )
+
+
+@asynccontextmanager
+async def shop_line(
+    tmp_path: Path,
+    script: Callable[[FakeAgentSession], Any],
+    **env: str,
+) -> AsyncIterator[Line]:
+    with FakeTwilioRest() as rest:
+        async with fake_agent_server(script) as agent:
+            settings_env = {
+                "BOBA_PUBLIC_URL": PUBLIC,
+                "BOBA_AGENT_URL": agent.url,
+                "TWILIO_ACCOUNT_SID": rest.account_sid,
+                "TWILIO_AUTH_TOKEN": rest.auth_token,
+                "TWILIO_FROM_NUMBER": FROM_NUMBER,
+                "TWILIO_API_BASE_URL": rest.base_url,
+                "BOBA_SMS": "twilio",
+            }
+            settings_env.update(env)
+            async with (
+                running_server(tmp_path, settings_env) as server,
+                httpx.AsyncClient() as client,
+            ):
+                yield Line(server=server, agent=agent, rest=rest, client=client)
+
+
+def drink(flavor: str, *toppings: str, sweetness: str = "50%", ice: str = "regular ice") -> dict:
+    return {"flavor": flavor, "toppings": list(toppings), "sweetness": sweetness, "ice": ice}
+
+
+async def order_script(agent: FakeAgentSession, drinks: list[dict], phone: str) -> dict:
+    """How the real agent takes an order: stage, confirm, phone, checkout, goodbye."""
+    await agent.wait_audio(0.1)
+    for item in drinks:
+        await agent.user_says(f"a {item['flavor']} please")
+        staged = await agent.call_function("add_to_cart", item)
+        assert staged["ok"], staged
+        confirmed = await agent.call_function("confirm_pending_to_cart")
+        assert confirmed["ok"], confirmed
+    saved = await agent.call_function("save_phone_number", {"phone": phone})
+    assert saved["ok"], saved
+    checkout = await agent.call_function("checkout_order")
+    assert checkout["ok"], checkout
+    await agent.say(f"Your order number is {checkout['order_number']}.", seconds=0.2)
+    ending = await agent.call_function("end_call")
+    assert ending == {"ok": True, "ending": True}, ending
+    await agent.say("Thanks for calling, goodbye!", seconds=0.3)
+    return checkout
+
+
+async def test_full_order_reaches_store_and_sms(tmp_path: Path) -> None:
+    checkouts: list[dict] = []
+
+    async def script(agent: FakeAgentSession) -> None:
+        checkouts.append(
+            await order_script(
+                agent,
+                [drink("Taro Milk Tea", "tapioca", sweetness="75%"), drink("black milk tea")],
+                "(415) 555-1234",
+            )
+        )
+
+    async with shop_line(tmp_path, script) as line:
+        sid = make_call_sid(1)
+        with trio.fail_after(20):
+            async with line.dial(sid, "+14155550199") as stream:
+                await stream.closed.wait()  # the server hangs up after the goodbye
+            after = await line.after(sid, "+14155550199")
+        assert after.says == [] and after.hangup
+
+        session = line.agent.sessions[0]
+        assert session.protocol_errors == []
+        assert session.headers.get("authorization") is None  # no key: no auth header
+        assert session.settings is not None
+        assert session.settings["audio"]["input"] == {"encoding": "linear16", "sample_rate": 48000}
+        assert session.input_seconds() > 0
+        await session.wait_closed()
+
+        # The goodbye was played before the hang-up: its mark came back.
+        assert stream.played.marks_sent and stream.played.marks_sent == stream.played.marks_echoed
+        assert stream.played.errors == []
+        assert all(size % 160 == 0 and size <= 800 for size in stream.played.payload_sizes)
+
+        orders = await line.server.services.store.list_orders(status="all")
+        assert len(orders) == 1
+        order = orders[0]
+        assert checkouts[0]["order_number"] == order.order_number
+        as_json = order_to_json(order, with_private=True)
+        assert as_json["phone"] == "+14155551234"
+        assert as_json["items"] == [
+            {"flavor": "taro milk tea", "toppings": ["boba"], "addons": [], "sweetness": "75%",
+             "ice": "regular ice", "price": 6.25},
+            {"flavor": "black milk tea", "toppings": [], "addons": [], "sweetness": "50%",
+             "ice": "regular ice", "price": 5.5},
+        ]
+        assert as_json["total"] == 11.75
+        assert order.status is OrderStatus.RECEIVED
+
+        await trio.to_thread.run_sync(line.rest.wait_for_requests, 1)
+        await trio.sleep(0.3)  # nothing else may follow
+        messages = line.rest.messages()
+        assert len(messages) == 1
+        assert messages[0].form["To"] == "+14155551234"
+        assert messages[0].form["From"] == FROM_NUMBER
+        assert order.order_number in messages[0].form["Body"]
+        assert messages[0].form["Body"].startswith("Thanks for your order!")
+
+
+async def test_barge_in_clears_within_100ms(tmp_path: Path) -> None:
+    sent_at: list[float] = []
+
+    async def script(agent: FakeAgentSession) -> None:
+        # A long answer (5 s of speech sent at once), then the caller talks over it.
+        await agent.send_json({"type": "ConversationText", "role": "assistant",
+                               "content": "We have taro milk tea, black milk tea, ..."})
+        await agent.send_audio(5.0, chunk_seconds=0.25)
+        await trio.sleep(0.5)
+        sent_at.append(trio.current_time())
+        await agent.send_json({"type": "UserStartedSpeaking"})
+        await trio.sleep(0.3)
+        await agent.say("Sure, what would you like?", seconds=0.2)
+        await agent.closed.wait()
+
+    async with shop_line(tmp_path, script) as line:
+        sid = make_call_sid(2)
+        with trio.fail_after(20):
+            async with line.dial(sid, "+14155550199") as stream:
+                await stream.on_clear.wait()
+                await trio.sleep(0.8)  # the new reply arrives after the clear
+                await stream.send_stop()
+                await stream.closed.wait()
+        assert len(stream.played.clears) == 1
+        delay = stream.played.clears[0] - sent_at[0]
+        assert 0 <= delay < 0.1, f"clear came {delay * 1000:.0f} ms after UserStartedSpeaking"
+        # The new reply (0.2 s = 1600 bytes) was still forwarded after the clear.
+        assert stream.played.media_bytes > 0
+        assert stream.played.errors == []
+
+
+async def test_agent_dropping_mid_call_ends_call_and_apologises(tmp_path: Path) -> None:
+    async def script(agent: FakeAgentSession) -> None:
+        await agent.wait_audio(0.2)
+        await agent.drop()
+
+    async with shop_line(tmp_path, script) as line:
+        sid = make_call_sid(3)
+        with trio.fail_after(20):
+            async with line.dial(sid, "+14155550199") as stream:
+                await stream.closed.wait()  # ended by the server, not by us
+            after = await line.after(sid, "+14155550199")
+        assert after.says == [APOLOGY] and after.hangup
+        assert await line.server.services.store.list_orders(status="all") == []
+
+
+async def test_agent_unreachable_apologises(tmp_path: Path) -> None:
+    async def script(agent: FakeAgentSession) -> None:
+        raise AssertionError("never connected")
+
+    async with shop_line(tmp_path, script) as line:
+        line.agent.reject_with = 503
+        sid = make_call_sid(4)
+        with trio.fail_after(20):
+            async with line.dial(sid, "+14155550199") as stream:
+                await stream.closed.wait()
+            after = await line.after(sid, "+14155550199")
+        assert after.says == [APOLOGY]
+        assert line.agent.rejected == 1
+
+
+async def test_agent_error_apologises(tmp_path: Path) -> None:
+    async def script(agent: FakeAgentSession) -> None:
+        await agent.wait_audio(0.1)
+        await agent.error("INTERNAL_SERVER_ERROR", "something broke")
+
+    async with shop_line(tmp_path, script) as line:
+        sid = make_call_sid(5)
+        with trio.fail_after(20):
+            async with line.dial(sid, "+14155550199") as stream:
+                await stream.closed.wait()
+            after = await line.after(sid, "+14155550199")
+        assert after.says == [APOLOGY]
+
+
+async def test_stop_closes_agent_within_two_seconds_and_commits_nothing(tmp_path: Path) -> None:
+    async def script(agent: FakeAgentSession) -> None:
+        staged = await agent.call_function("add_to_cart", drink("taro milk tea", "boba"))
+        assert staged["ok"]
+        await agent.call_function("confirm_pending_to_cart")
+        await agent.call_function("save_phone_number", {"phone": "4155551234"})
+        await agent.closed.wait()
+
+    async with shop_line(tmp_path, script) as line:
+        sid = make_call_sid(6)
+        with trio.fail_after(20):
+            async with line.dial(sid, "+14155550199") as stream:
+                session_ready = line.agent
+                while not (session_ready.sessions and
+                           len(session_ready.sessions[0].function_responses) >= 3):
+                    await trio.sleep(0.05)
+                stopped_at = trio.current_time()
+                await stream.send_stop()
+                await stream.closed.wait()
+            session = line.agent.sessions[0]
+            await session.wait_closed(timeout=3)
+        assert session.close_time is not None and session.close_time - stopped_at < 2.0
+        after = await line.after(sid, "+14155550199")
+        assert after.says == [] and after.hangup
+        assert await line.server.services.store.list_orders(status="all") == []
+
+
+async def test_stream_refused_with_wrong_token_before_agent(tmp_path: Path) -> None:
+    from tests.fakes.twilio_client import open_twilio_stream, parse_twiml, post_webhook
+
+    async with shop_line(tmp_path, lambda agent: agent.closed.wait()) as line:
+        sid = make_call_sid(7)
+        response = await post_webhook(
+            line.client, server_url=line.server.base_url, public_url=PUBLIC, path="/voice",
+            params={"CallSid": sid, "From": "+14155550199"}, auth_token=line.auth_token,
+        )
+        twiml = parse_twiml(response.text)
+        assert twiml.stream_url is not None
+        wrong = dict(twiml.parameters, token="0" * 32)
+        with trio.fail_after(10):
+            async with open_twilio_stream(
+                server_url=line.server.base_url, stream_url=twiml.stream_url,
+                auth_token=line.auth_token, call_sid=sid, parameters=wrong,
+            ) as stream:
+                await stream.send_connected()
+                await stream.send_start()
+                await stream.closed.wait()
+        assert stream.close_code == 1008
+        assert line.agent.sessions == []  # no agent connection was opened
+
+        # Another call's valid token does not open this call's stream either.
+        other = make_call_sid(8)
+        response = await post_webhook(
+            line.client, server_url=line.server.base_url, public_url=PUBLIC, path="/voice",
+            params={"CallSid": other, "From": "+14155550199"}, auth_token=line.auth_token,
+        )
+        other_token = parse_twiml(response.text).parameters["token"]
+        with trio.fail_after(10):
+            async with open_twilio_stream(
+                server_url=line.server.base_url, stream_url=twiml.stream_url,
+                auth_token=line.auth_token, call_sid=sid,
+                parameters=dict(twiml.parameters, token=other_token),
+            ) as stream:
+                await stream.send_connected()
+                await stream.send_start()
+                await stream.closed.wait()
+        assert stream.close_code == 1008
+        assert line.agent.sessions == []
+
+
+async def test_stream_handshake_with_bad_signature_is_refused(tmp_path: Path) -> None:
+    import trio_websocket
+
+    from tests.fakes.twilio_client import open_twilio_stream
+
+    async with shop_line(tmp_path, lambda agent: agent.closed.wait()) as line:
+        for signature in ("", "d3Jvbmc="):
+            try:
+                async with open_twilio_stream(
+                    server_url=line.server.base_url, stream_url=f"{PUBLIC.replace('https', 'wss')}/twilio",
+                    auth_token=None, call_sid=make_call_sid(1), parameters={},
+                    signature=signature or None,
+                ):
+                    raise AssertionError("the handshake should have been refused")
+            except trio_websocket.ConnectionRejected as exc:
+                assert exc.status_code == 403
+        # Signed for the wrong URL (https instead of the wss stream URL): refused too.
+        from tests.fakes.twilio_client import sign
+
+        try:
+            async with open_twilio_stream(
+                server_url=line.server.base_url, stream_url=f"{PUBLIC}/twilio",
+                auth_token=None, call_sid=make_call_sid(1), parameters={},
+                signature=sign(line.auth_token, f"{PUBLIC}/twilio", {}),
+            ):
+                raise AssertionError("the handshake should have been refused")
+        except trio_websocket.ConnectionRejected as exc:
+            assert exc.status_code == 403
+        assert line.agent.sessions == []
+
+
+def _unused(stream: TwilioStream) -> None:
+    del stream
