@@ -59,7 +59,8 @@ Rules, all from CONTRACT §5
       pause or on `#`.
     - A 1 s `tick` timer runs from `start`; after 5 ticks without caller audio to the
       agent, a `KeepAlive` goes out. A `call_limit` timer ends the call politely: the agent
-      is asked to say goodbye, then the call ends like `end_call`, reason TIME_LIMIT.
+      is asked to say goodbye (`InjectAgentMessage`), and the call ends when the mark of
+      the first utterance that starts after that comes back (or after 10 s), TIME_LIMIT.
     - `end_call` is answered, then the call ends when the mark after the next
       `AgentAudioDone` comes back (played or cleared: the goodbye was decided), or after 5 s.
     - The agent's `Error` or loss ends the call with AGENT_FAILED (apology), except while
@@ -360,6 +361,8 @@ class CallSession:
         # ending
         self._ending_reason = EndReason.COMPLETED
         self._goodbye_mark: str | None = None
+        self._goodbye_must_start_later = False  # time limit: not the utterance under way
+        self._utterance_started_ending = False
         # functions
         self._tools = tools.initial_state(config.caller or None, call_sid=config.call_sid)
         self._answered: set[str] = set()
@@ -594,6 +597,8 @@ class CallSession:
         return self._media(frames)
 
     def _media(self, frames: bytes) -> list[Action]:
+        if self._utterance_bytes == 0 and frames:
+            self._utterance_started_ending = self._state is CallState.ENDING
         self._utterance_bytes += len(frames)
         sid = self.stream_sid
         return [
@@ -617,7 +622,11 @@ class CallSession:
         self._marks_sent += 1
         name = f"utt-{self._marks_sent}"
         self._pending_marks.append(name)
-        if self._state is CallState.ENDING and self._goodbye_mark is None:
+        if (
+            self._state is CallState.ENDING
+            and self._goodbye_mark is None
+            and (self._utterance_started_ending or not self._goodbye_must_start_later)
+        ):
             self._goodbye_mark = name
         mark = twilio.SendMark(stream_sid=self.stream_sid, name=name)
         actions.append(SendToTwilio(text=twilio.encode(mark), kind=TwilioFrameKind.MARK))
@@ -659,7 +668,9 @@ class CallSession:
                 case tools.ToolEndCall(result=result):
                     actions += self._answer(call, result)
                     if self._state is not CallState.ENDING:
-                        actions += self._begin_ending(EndReason.COMPLETED, GOODBYE_SECONDS)
+                        actions += self._begin_ending(
+                            EndReason.COMPLETED, GOODBYE_SECONDS, later_utterance=False
+                        )
                 case tools.ToolReply(result=result):
                     actions += self._answer(call, result)
         return actions
@@ -707,7 +718,9 @@ class CallSession:
                 inject = agent.InjectAgentMessage(message=TIME_LIMIT_MESSAGE)
                 return [
                     SendToAgent(text=agent.encode(inject)),
-                    *self._begin_ending(EndReason.TIME_LIMIT, TIME_LIMIT_GOODBYE_SECONDS),
+                    *self._begin_ending(
+                        EndReason.TIME_LIMIT, TIME_LIMIT_GOODBYE_SECONDS, later_utterance=True
+                    ),
                 ]
             if self._state is CallState.ENDING:
                 return []
@@ -717,10 +730,16 @@ class CallSession:
             return self._close(self._ending_reason)
         return []
 
-    def _begin_ending(self, reason: EndReason, seconds: float) -> list[Action]:
+    def _begin_ending(
+        self, reason: EndReason, seconds: float, *, later_utterance: bool
+    ) -> list[Action]:
+        """Wait for the goodbye: the mark after the next AgentAudioDone (`end_call`), or
+        after the next utterance that *starts* from now (the time-limit goodbye is injected,
+        so a reply already under way is not it)."""
         self._state = CallState.ENDING
         self._ending_reason = reason
         self._goodbye_mark = None
+        self._goodbye_must_start_later = later_utterance
         return [StartTimer(name=TIMER_GOODBYE, seconds=seconds)]
 
     def _close(self, reason: EndReason) -> list[Action]:

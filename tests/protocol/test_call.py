@@ -449,6 +449,25 @@ def test_the_time_limit_asks_the_agent_for_a_goodbye_then_ends() -> None:
     assert session.handle(mark("utt-1")) == [EndCall(reason=EndReason.TIME_LIMIT)]
 
 
+def test_a_reply_under_way_at_the_time_limit_is_not_taken_for_the_goodbye() -> None:
+    session = conversing(max_call_seconds=30)
+    session.handle(AgentAudio(data=b"\x20" * 320))  # the agent is mid-sentence
+    session.handle(TimerFired(name="call_limit"))
+    session.handle(agent.AgentAudioDone())
+    assert session.handle(mark("utt-1")) == []  # that was the old sentence
+    session.handle(AgentAudio(data=b"\x21" * 320))  # the injected goodbye
+    session.handle(agent.AgentAudioDone())
+    assert session.handle(mark("utt-2")) == [EndCall(reason=EndReason.TIME_LIMIT)]
+
+
+def test_end_call_takes_the_reply_under_way_as_the_goodbye() -> None:
+    session = conversing()
+    session.handle(AgentAudio(data=b"\x20" * 320))  # "Thanks, goodbye!" already streaming
+    session.handle(request(fc("e1", "end_call")))
+    session.handle(agent.AgentAudioDone())
+    assert session.handle(mark("utt-1")) == [EndCall(reason=EndReason.COMPLETED)]
+
+
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
