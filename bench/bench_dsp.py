@@ -37,7 +37,9 @@ from scipy import signal
 from boba_proto.audio import (
     FramerState,
     agent_to_caller,
+    agent_to_caller_batch,
     caller_to_agent,
+    caller_to_agent_batch,
     frame_ulaw,
     resampler,
     ulaw_decode,
@@ -99,6 +101,35 @@ def ours_out(agent: bytes) -> Callable[[], int]:
             ulaw, state = agent_to_caller(chunk, state)
             _, framer = frame_ulaw(ulaw, framer)
         return len(chunks)
+
+    return run
+
+
+def batch_in(caller: bytes, calls: int) -> Callable[[], int]:
+    """One tick = every call's 20 ms frame through one batched call; cost per call-frame."""
+    frames = [caller[i : i + FRAME_IN] for i in range(0, len(caller), FRAME_IN)]
+
+    def run() -> int:
+        states = [resampler(8000, 48000).initial_state()] * calls
+        for frame in frames:
+            _, states = caller_to_agent_batch([frame] * calls, states)
+        return len(frames) * calls
+
+    return run
+
+
+def batch_out(agent: bytes, calls: int) -> Callable[[], int]:
+    step = 2 * FRAME_OUT_SAMPLES
+    chunks = [agent[i : i + step] for i in range(0, len(agent), step)]
+
+    def run() -> int:
+        states = [resampler(24000, 8000).initial_state()] * calls
+        framers = [FramerState()] * calls
+        for chunk in chunks:
+            ulaw, states = agent_to_caller_batch([chunk] * calls, states)
+            framed = [frame_ulaw(u, f) for u, f in zip(ulaw, framers, strict=True)]
+            framers = [f for _, f in framed]
+        return len(chunks) * calls
 
     return run
 
@@ -198,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per repeat")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--batch", type=int, nargs="*", default=[100, 1000], metavar="C",
+        help="also time the batched path with C calls per tick (default: 100 1000)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--pin", action="store_true", help="run on one CPU only (the highest allowed; Linux)"
@@ -217,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
             _cpu_us_per_frame(poly_out(agent), args.repeats),
         ),
     }
+    for calls in args.batch:
+        rows[f"ours, batched: {calls} calls per tick in one call (+ framing per call)"] = (
+            _cpu_us_per_frame(batch_in(caller, calls), args.repeats),
+            _cpu_us_per_frame(batch_out(agent, calls), args.repeats),
+        )
     legacy = audioop_pair(caller, agent)
     if legacy is not None:
         rows["audioop ulaw2lin/ratecv/lin2ulaw (reference; no anti-alias filter)"] = (
