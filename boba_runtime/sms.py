@@ -272,6 +272,7 @@ class SmsWorker:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self._settle_stale()
         last_sweep = trio.current_time()
+        outbox_down = False
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
@@ -283,8 +284,16 @@ class SmsWorker:
                         last_sweep = trio.current_time()
                     due = await self._store.due_sms(limit=20)
                 except StoreError as exc:
-                    log.warning("sms: cannot read the outbox (%s); will retry", exc)
-                    due = []
+                    # once per outage, not once per poll
+                    log.log(
+                        logging.DEBUG if outbox_down else logging.WARNING,
+                        "sms: cannot read the outbox (%s); will retry", exc,
+                    )
+                    outbox_down, due = True, []
+                else:
+                    if outbox_down:
+                        log.warning("sms: the outbox is readable again")
+                    outbox_down = False
                 for message in due:
                     if message.id in self._in_flight:
                         continue

@@ -452,3 +452,30 @@ async def test_delivery_does_not_depend_on_the_stale_threshold(store: OrderStore
     worker = SmsWorker(store, LogSender(), stale_sending_after=timedelta(0))
     assert await deliver_due(worker, store) == ["sent"]
     assert await sms_received(store, order) == "sent"
+
+
+async def test_worker_rides_out_a_locked_database(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    from boba_runtime.store import sqlite_path_from_url
+
+    async with await OrderStore.open(db_url, busy_timeout=0.1) as store:
+        order = await store.commit_order(DRAFT)
+        blocker = sqlite3.connect(sqlite_path_from_url(db_url), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(lambda task_status: run_sms_worker(
+                    store, LogSender(), poll_interval=0.02, task_status=task_status))
+                await trio.sleep(0.5)
+                assert await sms_received(store, order) == "queued"
+                blocker.execute("ROLLBACK")
+                with trio.fail_after(3):
+                    while await sms_received(store, order) != "sent":
+                        await trio.sleep(0.02)
+                nursery.cancel_scope.cancel()
+        finally:
+            blocker.close()
+    assert "outbox update failed" in caplog.text
