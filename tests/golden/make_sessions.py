@@ -65,7 +65,13 @@ class Sim:
     """One simulated call: a virtual clock, the core, and fakes of everything around it."""
 
     def __init__(
-        self, profile: agent.AudioProfile, *, seed: int, max_call_seconds: float = 600.0
+        self,
+        profile: agent.AudioProfile,
+        *,
+        seed: int,
+        max_call_seconds: float = 600.0,
+        real_start: twilio.Start | None = None,
+        quiet_payload: bytes = bytes([0xFF]) * 160,
     ) -> None:
         self.config = build_config(profile, max_call_seconds=max_call_seconds)
         self.profile = profile
@@ -79,8 +85,10 @@ class Sim:
         self._timer_generation: dict[str, int] = {}
         self._seq = itertools.count(1)
         self._chunk = itertools.count(1)
-        self.stream_sid = f"MZ{seed:032d}"
-        self.call_sid = f"CA{seed:032d}"
+        self.stream_sid = real_start.stream_sid if real_start else f"MZ{seed:032d}"
+        self.call_sid = real_start.start.call_sid if real_start else f"CA{seed:032d}"
+        self._real_start = real_start
+        self._quiet_payload = quiet_payload
         self.caller_speaking = False
         self.caller_online = True
         self.ended = False
@@ -133,6 +141,10 @@ class Sim:
     # --- fake Twilio ------------------------------------------------------------------------
 
     def _start(self) -> None:
+        if self._real_start is not None:
+            next(self._seq)
+            self.feed(self._real_start)
+            return
         self.feed(
             twilio.Start(
                 stream_sid=self.stream_sid,
@@ -158,7 +170,7 @@ class Sim:
         if self.caller_speaking:
             codes = self.rng.integers(0x10, 0x70, 160) | (self.rng.integers(0, 2, 160) << 7)
             return bytes(codes.astype(np.uint8))
-        return bytes([0xFF]) * 160  # a quiet line: Twilio sends frames of μ-law silence
+        return self._quiet_payload  # a quiet line: Twilio keeps sending frames
 
     def _media(self) -> None:
         if not self.caller_online or self.ended:
@@ -648,28 +660,71 @@ def time_limit(sim: Sim) -> Script:
         yield 0.05
 
 
-SESSIONS: dict[str, tuple[Callable[[Sim], Script], agent.AudioProfile, float]] = {
-    "plain_order": (plain_order, MULAW, 600.0),
-    "two_drinks": (two_drinks, LINEAR16, 600.0),
-    "change_of_mind": (change_of_mind, MULAW, 600.0),
-    "off_menu_flavor": (off_menu_flavor, MULAW, 600.0),
-    "matcha_without_cream": (matcha_without_cream, MULAW, 600.0),
-    "eleventh_drink": (eleventh_drink, MULAW, 600.0),
-    "checkout_twice": (checkout_twice, MULAW, 600.0),
-    "menu_question": (menu_question, LINEAR16, 600.0),
-    "barge_in": (barge_in, LINEAR16, 600.0),
-    "hangup_mid_order": (hangup_mid_order, MULAW, 600.0),
-    "agent_error": (agent_error, MULAW, 600.0),
-    "unknown_messages_and_dtmf": (unknown_messages_and_dtmf, MULAW, 600.0),
-    "cancelled_call_and_hold": (cancelled_call_and_hold, MULAW, 600.0),
-    "time_limit": (time_limit, LINEAR16, 8.0),
+REAL_DATA = HERE.parent / "protocol" / "data"
+
+
+def real_wire_shapes(sim: Sim) -> Script:
+    """Twilio's real 2020 capture (UUID streamSid, no caller parameter, its real payload)
+    and every agent message type Deepgram documents, in the middle of an order."""
+    yield from sim.greet()
+    for line in (REAL_DATA / "agent-server-v1.jsonl").read_text(encoding="utf-8").splitlines():
+        message = agent.decode(line)
+        if isinstance(message, agent.Welcome | agent.SettingsApplied | agent.AgentError
+                      | agent.FunctionCallRequest | agent.FunctionCallCancelled
+                      | agent.UserStartedSpeaking | agent.AgentAudioDone
+                      | agent.ConversationText):
+            continue  # those drive the conversation; the script sends them where they belong
+        sim.agent_send(message)
+        yield 0.05
+    yield from sim.caller_says("What's the status of my order?", 1.2)
+    yield from sim.functions(("order_status", {}))  # no caller number on this stream
+    yield from sim.say("Which phone number did you order with?", 1.2)
+    yield from sim.wait_until_played()
+    yield from sim.caller_says("No order yet. A black milk tea, less ice, to 415 555 0123.", 2.4)
+    yield from sim.functions(
+        ("add_to_cart", {"flavor": "black milk tea", "ice": "less ice"}),
+        ("save_phone_number", {"phone": "415 555 0123"}),
+        ("checkout_order", {}),
+    )
+    yield from sim.say("Order 4782, five fifty.", 1.0)
+    yield from sim.wait_until_played()
+    yield from sim.goodbye()
+
+
+def _real_sim(seed: int) -> Sim:
+    inbound = (REAL_DATA / "twilio-2020-inbound.jsonl").read_text(encoding="utf-8").splitlines()
+    start, first_media = twilio.decode(inbound[1]), twilio.decode(inbound[2])
+    assert isinstance(start, twilio.Start) and isinstance(first_media, twilio.Media)
+    return Sim(MULAW, seed=seed, real_start=start, quiet_payload=first_media.media.payload)
+
+
+SESSIONS: dict[str, tuple[Callable[[Sim], Script], agent.AudioProfile, float, int]] = {
+    # name: (script, audio profile, call-length limit, random seed: fixed, so a file
+    # regenerated from an unchanged script comes out byte for byte the same)
+    "plain_order": (plain_order, MULAW, 600.0, 11),
+    "two_drinks": (two_drinks, LINEAR16, 600.0, 13),
+    "change_of_mind": (change_of_mind, MULAW, 600.0, 4),
+    "off_menu_flavor": (off_menu_flavor, MULAW, 600.0, 10),
+    "matcha_without_cream": (matcha_without_cream, MULAW, 600.0, 8),
+    "eleventh_drink": (eleventh_drink, MULAW, 600.0, 6),
+    "checkout_twice": (checkout_twice, MULAW, 600.0, 5),
+    "menu_question": (menu_question, LINEAR16, 600.0, 9),
+    "barge_in": (barge_in, LINEAR16, 600.0, 2),
+    "hangup_mid_order": (hangup_mid_order, MULAW, 600.0, 7),
+    "agent_error": (agent_error, MULAW, 600.0, 1),
+    "unknown_messages_and_dtmf": (unknown_messages_and_dtmf, MULAW, 600.0, 14),
+    "cancelled_call_and_hold": (cancelled_call_and_hold, MULAW, 600.0, 3),
+    "time_limit": (time_limit, LINEAR16, 8.0, 12),
+    "real_wire_shapes": (real_wire_shapes, MULAW, 600.0, 15),
 }
 
 
 def make(name: str) -> list[str]:
-    script, profile, max_seconds = SESSIONS[name]
-    seed = sorted(SESSIONS).index(name) + 1
-    sim = Sim(profile, seed=seed, max_call_seconds=max_seconds)
+    script, profile, max_seconds, seed = SESSIONS[name]
+    if name == "real_wire_shapes":
+        sim = _real_sim(seed)
+    else:
+        sim = Sim(profile, seed=seed, max_call_seconds=max_seconds)
     lines = sim.run(script)
     if not sim.ended:
         raise RuntimeError(f"{name}: the call never ended")
