@@ -42,6 +42,10 @@ log = logging.getLogger("boba.serve")
 
 DEFAULT_GRACE_PERIOD = 10.0  # seconds calls in progress may take to finish on shutdown
 LISTEN_BACKLOG = 1024
+# A peer that acknowledges nothing for this long is gone (a frozen TV, a dead network).
+# Hypercorn's socket writes are shielded from cancellation, so without this kernel limit
+# one such client could hold its connection, and the shutdown, forever.
+STALLED_CONNECTION_TIMEOUT = 30.0
 
 
 class ShopStarted(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,8 +55,14 @@ class ShopStarted(msgspec.Struct, frozen=True, kw_only=True):
     services: Any  # Services (a dataclass; Any keeps msgspec out of it)
 
 
-def bind_listener(settings: Settings) -> socket.socket:
-    """A listening TCP socket on BOBA_HOST:BOBA_PORT; failure is a SettingsError."""
+def bind_listener(
+    settings: Settings, *, stalled_timeout: float = STALLED_CONNECTION_TIMEOUT
+) -> socket.socket:
+    """A listening TCP socket on BOBA_HOST:BOBA_PORT; failure is a SettingsError.
+
+    Accepted connections inherit TCP_USER_TIMEOUT (Linux): unacknowledged data older
+    than `stalled_timeout` fails the connection instead of blocking its writer forever.
+    """
     host = None if settings.host in {"", "*"} else settings.host.strip("[]")
     try:
         family, type_, proto, _, address = socket.getaddrinfo(
@@ -64,6 +74,9 @@ def bind_listener(settings: Settings) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            milliseconds = max(1, int(stalled_timeout * 1000))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
         sock.bind(address)
         sock.listen(LISTEN_BACKLOG)
     except OSError as error:
@@ -114,13 +127,14 @@ async def run_shop(
     poll_interval: float | None = None,
     client_buffer: int | None = None,
     store: Any = None,
+    stalled_timeout: float = STALLED_CONNECTION_TIMEOUT,
     task_status: trio.TaskStatus[ShopStarted] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Everything `boba serve` runs, until `shutdown` is set and connections have closed.
 
     Tests run this too (tests/helpers/server.py), with port 0 and shorter intervals.
     """
-    listener = bind_listener(settings)
+    listener = bind_listener(settings, stalled_timeout=stalled_timeout)
     try:
         settings = settings.with_port(listener.getsockname()[1])
         options: dict[str, Any] = {"sse_ping_interval": sse_ping_interval, "store": store}

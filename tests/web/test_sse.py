@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from tests.helpers.orders import place_order
@@ -197,3 +198,27 @@ async def test_a_slow_client_is_dropped_while_a_fast_one_keeps_receiving(
                 assert last.order_number
         finally:
             slow.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux TCP_USER_TIMEOUT")
+async def test_a_stalled_client_does_not_block_shutdown(tmp_path: Path) -> None:
+    slow = trio.socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    try:
+        async with running_server(tmp_path / "shop", client_buffer=4, poll_interval=0.05,
+                                  grace_period=0.5, stalled_timeout=2) as server:
+            services = server.services
+            host, port = server.base_url.removeprefix("http://").rsplit(":", 1)
+            await slow.connect((host, int(port)))
+            await slow.send(b"GET /orders/events HTTP/1.1\r\nHost: test\r\n\r\n")
+            with trio.fail_after(30):
+                while services.events.dropped_total == 0:  # its socket is full now
+                    order = await place_order(services)
+                    await services.store.cancel(order.order_number)
+                    services.events.notify()
+                    await trio.sleep(0.005)
+            stopping_since = trio.current_time()
+        # the block exit waited for the shutdown; the client never read or closed
+        assert trio.current_time() - stopping_since < 8
+    finally:
+        slow.close()
