@@ -110,7 +110,6 @@ async def test_tv_shows_a_new_order_within_a_second_and_ready_after_done(
             "/assets/shop.css",
             "/assets/events.js",
             "/assets/tv.js",
-            "/favicon.ico",
         }, paths
         assert not any(u for u in browser.requested_urls if not u.startswith((base, "about:")))
 
