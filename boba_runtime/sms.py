@@ -176,9 +176,7 @@ class TwilioSender:
         return Sent(provider_sid=message.sid)
 
     async def send(self, to: str, body: str) -> SendOutcome:
-        return await trio.to_thread.run_sync(
-            self._send_blocking, to, body, limiter=self._limiter
-        )
+        return await trio.to_thread.run_sync(self._send_blocking, to, body, limiter=self._limiter)
 
 
 def make_sender(
@@ -287,7 +285,8 @@ class SmsWorker:
                     # once per outage, not once per poll
                     log.log(
                         logging.DEBUG if outbox_down else logging.WARNING,
-                        "sms: cannot read the outbox (%s); will retry", exc,
+                        "sms: cannot read the outbox (%s); will retry",
+                        exc,
                     )
                     outbox_down, due = True, []
                 else:

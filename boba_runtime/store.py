@@ -499,9 +499,7 @@ class _Db:
         """A random number not held by an active order; read inside the write lock."""
         used = {
             row[0]
-            for row in conn.execute(
-                f"SELECT order_number FROM orders WHERE status IN {ACTIVE_SQL}"
-            )
+            for row in conn.execute(f"SELECT order_number FROM orders WHERE status IN {ACTIVE_SQL}")
         }
         if len(used) >= ORDER_NUMBER_SPACE:
             raise OrderNumbersExhausted(
@@ -529,9 +527,7 @@ class _Db:
         )
 
     @staticmethod
-    def _queue_sms(
-        conn: _Conn, order_id: int, kind: str, to: str, number: str, now: str
-    ) -> None:
+    def _queue_sms(conn: _Conn, order_id: int, kind: str, to: str, number: str, now: str) -> None:
         conn.execute(
             "INSERT INTO sms_outbox (order_id, kind, to_phone, body, next_attempt_at, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -606,9 +602,7 @@ class _Db:
         params.append(limit)
         return [_row_to_order(row) for row in self.conn.execute(sql, params)]
 
-    def transition(
-        self, number: str, target: OrderStatus, now: datetime
-    ) -> tuple[Order, bool]:
+    def transition(self, number: str, target: OrderStatus, now: datetime) -> tuple[Order, bool]:
         """Move the order to `target` per the lifecycle of CONTRACT §4, in one transaction."""
         allowed_from = {
             OrderStatus.READY: OrderStatus.RECEIVED,
@@ -651,8 +645,7 @@ class _Db:
             ids = [
                 int(row[0])
                 for row in conn.execute(
-                    "SELECT id FROM orders WHERE status = 'ready' AND ready_at <= ? "
-                    "ORDER BY id",
+                    "SELECT id FROM orders WHERE status = 'ready' AND ready_at <= ? ORDER BY id",
                     (format_time(cutoff),),
                 )
             ]
@@ -922,9 +915,7 @@ class OrderStore:
 
     async def mark_ready(self, order_number: str) -> tuple[Order, bool]:
         """received → ready with its SMS and event; (order, False) when already ready."""
-        result = await self._run(
-            self._db.transition, order_number, OrderStatus.READY, self.clock()
-        )
+        result = await self._run(self._db.transition, order_number, OrderStatus.READY, self.clock())
         if result[1]:
             self._outbox_grew()
         return result
@@ -989,9 +980,7 @@ class OrderStore:
         )
         if not valid:
             raise ValueError(f"unknown SMS result {result!r}")
-        return await self._run(
-            self._db.mark_sms_result, message_id, result, retry_at, provider_sid
-        )
+        return await self._run(self._db.mark_sms_result, message_id, result, retry_at, provider_sid)
 
     async def mark_stale_sending_unknown(
         self, *, older_than: timedelta, exclude: Sequence[int] = ()

@@ -125,7 +125,9 @@ class FakeTwilioRest:
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
             name=f"fake-twilio-{self.port}",
         )
         self._thread.start()
@@ -305,16 +307,29 @@ class _Handler(BaseHTTPRequestHandler):
         self, kind: str, sid: str, form: dict[str, str], match: re.Match[str]
     ) -> None:
         if kind == "message":
-            self._answer(201, {
-                "sid": sid, "account_sid": match["account"], "status": "queued",
-                "to": form.get("To"), "from": form.get("From"), "body": form.get("Body"),
-                "num_segments": "1", "error_code": None, "error_message": None,
-            })
+            self._answer(
+                201,
+                {
+                    "sid": sid,
+                    "account_sid": match["account"],
+                    "status": "queued",
+                    "to": form.get("To"),
+                    "from": form.get("From"),
+                    "body": form.get("Body"),
+                    "num_segments": "1",
+                    "error_code": None,
+                    "error_message": None,
+                },
+            )
         else:
-            self._answer(200, {
-                "sid": sid, "account_sid": match["account"],
-                "status": form.get("Status", "in-progress"),
-            })
+            self._answer(
+                200,
+                {
+                    "sid": sid,
+                    "account_sid": match["account"],
+                    "status": form.get("Status", "in-progress"),
+                },
+            )
 
     def _answer(self, status: int, payload: dict[str, object]) -> None:
         body = json.dumps(payload).encode()

@@ -80,7 +80,11 @@ async def store(db_url: str, clock: FakeClock) -> AsyncIterator[OrderStore]:
 
 def twilio(fake: FakeTwilioRest, *, timeout: float = HTTP_TIMEOUT) -> TwilioSender:
     return TwilioSender(
-        fake.account_sid, fake.auth_token, FROM, fake.base_url, trio.CapacityLimiter(2),
+        fake.account_sid,
+        fake.auth_token,
+        FROM,
+        fake.base_url,
+        trio.CapacityLimiter(2),
         timeout=timeout,
     )
 
@@ -126,8 +130,15 @@ async def test_success_records_sent_with_the_sid_and_exact_text(
     assert message_row["attempts"] == 1
 
 
-@pytest.mark.parametrize(("code", "recorded"), [(21211, "failed:21211"), (21614, "failed:21614"),
-                                                (21610, "failed:21610"), (None, "failed:404")])
+@pytest.mark.parametrize(
+    ("code", "recorded"),
+    [
+        (21211, "failed:21211"),
+        (21614, "failed:21614"),
+        (21610, "failed:21610"),
+        (None, "failed:404"),
+    ],
+)
 async def test_4xx_is_final_failed_with_the_twilio_code(
     store: OrderStore, fake: FakeTwilioRest, clock: FakeClock, code: int | None, recorded: str
 ) -> None:
@@ -195,8 +206,9 @@ def test_retry_schedule_is_2s_doubling_to_30s() -> None:
     assert policy.give_up_after == 600
 
 
-@pytest.mark.parametrize(("failure", "recorded"), [(Fail(503, 20503), "failed:20503"),
-                                                   (None, "failed:timeout")])
+@pytest.mark.parametrize(
+    ("failure", "recorded"), [(Fail(503, 20503), "failed:20503"), (None, "failed:timeout")]
+)
 async def test_gives_up_ten_minutes_after_the_first_attempt(
     store: OrderStore, fake: FakeTwilioRest, clock: FakeClock, failure: Fail | None, recorded: str
 ) -> None:
@@ -258,7 +270,10 @@ async def test_a_sent_message_is_not_sent_again_after_restart(
     async with await OrderStore.open(db_url, clock=clock) as second, trio.open_nursery() as n:
         await n.start(
             lambda task_status: run_sms_worker(
-                second, twilio(fake), poll_interval=0.05, stale_sending_after=timedelta(0),
+                second,
+                twilio(fake),
+                poll_interval=0.05,
+                stale_sending_after=timedelta(0),
                 task_status=task_status,
             )
         )
@@ -276,10 +291,16 @@ async def test_two_workers_on_one_file_send_each_message_once(
         await OrderStore.open(db_url) as b,
         trio.open_nursery() as nursery,
     ):
-        await nursery.start(lambda task_status: run_sms_worker(
-            a, twilio(fake), poll_interval=0.01, task_status=task_status))
-        await nursery.start(lambda task_status: run_sms_worker(
-            b, twilio(fake), poll_interval=0.01, task_status=task_status))
+        await nursery.start(
+            lambda task_status: run_sms_worker(
+                a, twilio(fake), poll_interval=0.01, task_status=task_status
+            )
+        )
+        await nursery.start(
+            lambda task_status: run_sms_worker(
+                b, twilio(fake), poll_interval=0.01, task_status=task_status
+            )
+        )
         orders = [await (a if i % 2 else b).commit_order(DRAFT) for i in range(20)]
         with trio.fail_after(10):
             while [await sms_received(a, o) for o in orders] != ["sent"] * len(orders):
@@ -300,9 +321,15 @@ async def test_worker_wakes_on_commit_and_on_done(
     results: list[tuple[str, str]] = []
     async with trio.open_nursery() as nursery:
         # a poll interval of a minute: only the store's wake-up can make this fast
-        await nursery.start(lambda task_status: run_sms_worker(
-            store, LogSender(), poll_interval=60,
-            on_result=lambda m, r: results.append((m.kind, r)), task_status=task_status))
+        await nursery.start(
+            lambda task_status: run_sms_worker(
+                store,
+                LogSender(),
+                poll_interval=60,
+                on_result=lambda m, r: results.append((m.kind, r)),
+                task_status=task_status,
+            )
+        )
         order = await store.commit_order(DRAFT)
         with trio.fail_after(2):
             while await sms_received(store, order) != "sent":
@@ -344,8 +371,11 @@ async def test_running_worker_retries_through_failures_to_sent(
     fake.script_messages(Fail(503), Fail(429, 20429), Fail(500, 20500))
     policy = RetryPolicy(first_delay=0.05, max_delay=0.1, give_up_after=30)
     async with await OrderStore.open(db_url) as store, trio.open_nursery() as nursery:
-        await nursery.start(lambda task_status: run_sms_worker(
-            store, twilio(fake), poll_interval=0.02, retry=policy, task_status=task_status))
+        await nursery.start(
+            lambda task_status: run_sms_worker(
+                store, twilio(fake), poll_interval=0.02, retry=policy, task_status=task_status
+            )
+        )
         order = await store.commit_order(DRAFT)
         with trio.fail_after(5):
             while await sms_received(store, order) != "sent":
@@ -359,8 +389,11 @@ async def test_a_stalled_send_does_not_hold_up_the_next_order(
 ) -> None:
     fake.script_messages(Stall(3))
     async with trio.open_nursery() as nursery:
-        await nursery.start(lambda task_status: run_sms_worker(
-            store, twilio(fake, timeout=1.5), poll_interval=0.02, task_status=task_status))
+        await nursery.start(
+            lambda task_status: run_sms_worker(
+                store, twilio(fake, timeout=1.5), poll_interval=0.02, task_status=task_status
+            )
+        )
         stalled = await store.commit_order(DRAFT)
         await fake.await_requests(1)
         second = await store.commit_order(DRAFT)
@@ -378,8 +411,11 @@ def test_make_sender_picks_by_settings(fake: FakeTwilioRest) -> None:
     assert isinstance(make_sender(SimpleNamespace(sms="log")), LogSender)
     assert isinstance(make_sender(), LogSender)
     settings = SimpleNamespace(
-        sms="twilio", twilio_account_sid=fake.account_sid, twilio_auth_token=fake.auth_token,
-        twilio_from_number=FROM, twilio_api_base_url=fake.base_url,
+        sms="twilio",
+        twilio_account_sid=fake.account_sid,
+        twilio_auth_token=fake.auth_token,
+        twilio_from_number=FROM,
+        twilio_api_base_url=fake.base_url,
     )
     sender = make_sender(settings)
     assert isinstance(sender, TwilioSender)
@@ -392,8 +428,11 @@ def test_make_sender_picks_by_settings(fake: FakeTwilioRest) -> None:
 
 async def test_twilio_sender_talks_to_the_configured_base_url(fake: FakeTwilioRest) -> None:
     sender = make_sender(
-        sms="twilio", twilio_account_sid=fake.account_sid, twilio_auth_token=fake.auth_token,
-        twilio_from_number=FROM, twilio_api_base_url=fake.base_url + "/",
+        sms="twilio",
+        twilio_account_sid=fake.account_sid,
+        twilio_auth_token=fake.auth_token,
+        twilio_from_number=FROM,
+        twilio_api_base_url=fake.base_url + "/",
     )
     outcome = await sender.send(TO, "hello")
     assert outcome == type(outcome)(provider_sid=fake.created_messages()[0].created_sid)
@@ -424,9 +463,7 @@ async def test_fake_records_call_updates(fake: FakeTwilioRest) -> None:
     client = Client(fake.account_sid, fake.auth_token)
     client.api.base_url = fake.base_url
     call_sid = "CA" + "2" * 32
-    call = await trio.to_thread.run_sync(
-        lambda: client.calls(call_sid).update(status="completed")
-    )
+    call = await trio.to_thread.run_sync(lambda: client.calls(call_sid).update(status="completed"))
     assert call.sid == call_sid
     [request] = fake.calls()
     assert request.path.endswith(f"/Calls/{call_sid}.json")
@@ -438,8 +475,11 @@ async def test_shutdown_mid_send_still_records_the_outcome(
 ) -> None:
     fake.script_messages(Stall(0.5))  # answered within the client's timeout
     async with trio.open_nursery() as nursery:
-        await nursery.start(lambda task_status: run_sms_worker(
-            store, twilio(fake, timeout=2), poll_interval=0.02, task_status=task_status))
+        await nursery.start(
+            lambda task_status: run_sms_worker(
+                store, twilio(fake, timeout=2), poll_interval=0.02, task_status=task_status
+            )
+        )
         order = await store.commit_order(DRAFT)
         await fake.await_requests(1)
         nursery.cancel_scope.cancel()  # shutdown while Twilio is answering
@@ -467,8 +507,11 @@ async def test_worker_rides_out_a_locked_database(
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(lambda task_status: run_sms_worker(
-                    store, LogSender(), poll_interval=0.02, task_status=task_status))
+                await nursery.start(
+                    lambda task_status: run_sms_worker(
+                        store, LogSender(), poll_interval=0.02, task_status=task_status
+                    )
+                )
                 await trio.sleep(0.5)
                 assert await sms_received(store, order) == "queued"
                 blocker.execute("ROLLBACK")

@@ -26,12 +26,19 @@ from boba_runtime.store import (
 )
 
 TARO = Drink(
-    flavor="taro milk tea", toppings=("boba",), sweetness="50%", ice="regular ice",
+    flavor="taro milk tea",
+    toppings=("boba",),
+    sweetness="50%",
+    ice="regular ice",
     price_cents=625,
 )
 BLACK = Drink(
-    flavor="black milk tea", toppings=("vanilla cream",), addons=("matcha stencil on top",),
-    sweetness="0%", ice="no ice", price_cents=675,
+    flavor="black milk tea",
+    toppings=("vanilla cream",),
+    addons=("matcha stencil on top",),
+    sweetness="0%",
+    ice="no ice",
+    price_cents=675,
 )
 
 
@@ -51,7 +58,9 @@ class FakeClock:
 def draft(phone: str = "+14155551234", *items: Drink) -> OrderDraft:
     drinks = items or (TARO,)
     return OrderDraft(
-        phone=phone, items=drinks, total_cents=sum(d.price_cents for d in drinks),
+        phone=phone,
+        items=drinks,
+        total_cents=sum(d.price_cents for d in drinks),
         call_sid="CA" + "1" * 32,
     )
 
@@ -130,7 +139,9 @@ async def test_ready_then_picked_up(store: OrderStore, clock: FakeClock) -> None
     assert done.status is OrderStatus.PICKED_UP
     assert [p["status"] for p in await event_payloads(store)] == ["received", "ready", "picked_up"]
     assert [p["type"] for p in await event_payloads(store)] == [
-        "order_created", "order_status_changed", "order_status_changed",
+        "order_created",
+        "order_status_changed",
+        "order_status_changed",
     ]
 
 
@@ -188,7 +199,9 @@ async def test_expire_ready_after_the_expiry(store: OrderStore, clock: FakeClock
     assert (await store.get_order(waiting.order_number)).status is OrderStatus.RECEIVED  # type: ignore[union-attr]
     last = (await event_payloads(store))[-1]
     assert last == {
-        "type": "order_status_changed", "order_number": early.order_number, "status": "picked_up",
+        "type": "order_status_changed",
+        "order_number": early.order_number,
+        "status": "picked_up",
     }
     assert await store.expire_ready(older_than=timedelta(minutes=30)) == []
 
@@ -418,9 +431,7 @@ async def test_stale_sending_becomes_unknown(store: OrderStore, clock: FakeClock
         )
         == []
     )
-    assert await store.mark_stale_sending_unknown(older_than=timedelta(seconds=60)) == [
-        message.id
-    ]
+    assert await store.mark_stale_sending_unknown(older_than=timedelta(seconds=60)) == [message.id]
     assert (await store.get_order(order.order_number)).sms_received == "unknown"  # type: ignore[union-attr]
     assert await store.due_sms() == []
 
@@ -492,9 +503,7 @@ def test_url_forms() -> None:
     assert sqlite_path_from_url("sqlite:////var/lib/boba.sqlite3") == "/var/lib/boba.sqlite3"
 
 
-async def test_migrations_run_once_and_newer_schema_is_refused(
-    db_url: str, tmp_path: Path
-) -> None:
+async def test_migrations_run_once_and_newer_schema_is_refused(db_url: str, tmp_path: Path) -> None:
     nested = f"sqlite:///{tmp_path}/new/dir/orders.sqlite3"
     async with await OrderStore.open(nested) as store:
         assert await store.schema_version() == 1
@@ -555,5 +564,7 @@ async def test_counts_for_metrics(store: OrderStore) -> None:
     await store.mark_sms_result(first.id, "failed:21211")
     assert await store.count_orders_by_status() == {"received": 1, "ready": 1, "cancelled": 1}
     assert await store.count_sms_by_result() == {
-        ("received", "failed:21211"): 1, ("received", "queued"): 2, ("ready", "queued"): 1,
+        ("received", "failed:21211"): 1,
+        ("received", "queued"): 2,
+        ("ready", "queued"): 1,
     }

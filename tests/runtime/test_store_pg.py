@@ -84,14 +84,39 @@ def pg_server() -> Iterator[str]:
     options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -F"
     try:
         subprocess.run(
-            [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "boba", "--no-sync",
-             "-E", "UTF8"],
-            check=True, capture_output=True, timeout=60,
+            [
+                *as_user,
+                initdb,
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "boba",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         subprocess.run(
-            [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"),
-             "-w", "start"],
-            check=True, capture_output=True, timeout=60,
+            [
+                *as_user,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(root / "log"),
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, LookupError) as exc:
         shutil.rmtree(root, ignore_errors=True)
@@ -102,7 +127,8 @@ def pg_server() -> Iterator[str]:
     finally:
         subprocess.run(
             [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True, timeout=60,
+            capture_output=True,
+            timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
 
@@ -165,11 +191,9 @@ def _draft() -> object:
 
     return OrderDraft(
         phone="+14155551234",
-        items=(Drink(flavor="taro milk tea", sweetness="50%", ice="regular ice",
-                     price_cents=550),),
+        items=(Drink(flavor="taro milk tea", sweetness="50%", ice="regular ice", price_cents=550),),
         total_cents=550,
     )
-
 
 
 async def test_two_instances_send_each_sms_once(db_url: str) -> None:
@@ -191,8 +215,11 @@ async def test_two_instances_send_each_sms_once(db_url: str) -> None:
         trio.open_nursery() as nursery,
     ):
         for instance in (a, b):
-            await nursery.start(lambda task_status, s=instance: run_sms_worker(
-                s, CountingSender(), poll_interval=0.01, task_status=task_status))
+            await nursery.start(
+                lambda task_status, s=instance: run_sms_worker(
+                    s, CountingSender(), poll_interval=0.01, task_status=task_status
+                )
+            )
         orders = [await (a if i % 2 else b).commit_order(_draft()) for i in range(20)]
         with trio.fail_after(10):
             while len(await a.due_sms()) or len(sent) < 20:
