@@ -147,10 +147,22 @@ async def test_full_order_reaches_store_and_sms(tmp_path: Path) -> None:
         as_json = order_to_json(order, with_private=True)
         assert as_json["phone"] == "+14155551234"
         assert as_json["items"] == [
-            {"flavor": "taro milk tea", "toppings": ["boba"], "addons": [], "sweetness": "75%",
-             "ice": "regular ice", "price": 6.25},
-            {"flavor": "black milk tea", "toppings": [], "addons": [], "sweetness": "50%",
-             "ice": "regular ice", "price": 5.5},
+            {
+                "flavor": "taro milk tea",
+                "toppings": ["boba"],
+                "addons": [],
+                "sweetness": "75%",
+                "ice": "regular ice",
+                "price": 6.25,
+            },
+            {
+                "flavor": "black milk tea",
+                "toppings": [],
+                "addons": [],
+                "sweetness": "50%",
+                "ice": "regular ice",
+                "price": 5.5,
+            },
         ]
         assert as_json["total"] == 11.75
         assert order.status is OrderStatus.RECEIVED
@@ -170,8 +182,13 @@ async def test_barge_in_clears_within_100ms(tmp_path: Path) -> None:
 
     async def script(agent: FakeAgentSession) -> None:
         # A long answer (5 s of speech sent at once), then the caller talks over it.
-        await agent.send_json({"type": "ConversationText", "role": "assistant",
-                               "content": "We have taro milk tea, black milk tea, ..."})
+        await agent.send_json(
+            {
+                "type": "ConversationText",
+                "role": "assistant",
+                "content": "We have taro milk tea, black milk tea, ...",
+            }
+        )
         await agent.send_audio(5.0, chunk_seconds=0.25)
         await trio.sleep(0.5)
         sent_at.append(trio.current_time())
@@ -253,8 +270,10 @@ async def test_stop_closes_agent_within_two_seconds_and_commits_nothing(tmp_path
         with trio.fail_after(20):
             async with line.dial(sid, "+14155550199") as stream:
                 session_ready = line.agent
-                while not (session_ready.sessions and
-                           len(session_ready.sessions[0].function_responses) >= 3):
+                while not (
+                    session_ready.sessions
+                    and len(session_ready.sessions[0].function_responses) >= 3
+                ):
                     await trio.sleep(0.05)
                 stopped_at = trio.current_time()
                 await stream.send_stop()
@@ -273,16 +292,23 @@ async def test_stream_refused_with_wrong_token_before_agent(tmp_path: Path) -> N
     async with shop_line(tmp_path, lambda agent: agent.closed.wait()) as line:
         sid = make_call_sid(7)
         response = await post_webhook(
-            line.client, server_url=line.server.base_url, public_url=PUBLIC, path="/voice",
-            params={"CallSid": sid, "From": "+14155550199"}, auth_token=line.auth_token,
+            line.client,
+            server_url=line.server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params={"CallSid": sid, "From": "+14155550199"},
+            auth_token=line.auth_token,
         )
         twiml = parse_twiml(response.text)
         assert twiml.stream_url is not None
         wrong = dict(twiml.parameters, token="0" * 32)
         with trio.fail_after(10):
             async with open_twilio_stream(
-                server_url=line.server.base_url, stream_url=twiml.stream_url,
-                auth_token=line.auth_token, call_sid=sid, parameters=wrong,
+                server_url=line.server.base_url,
+                stream_url=twiml.stream_url,
+                auth_token=line.auth_token,
+                call_sid=sid,
+                parameters=wrong,
             ) as stream:
                 await stream.send_connected()
                 await stream.send_start()
@@ -293,14 +319,20 @@ async def test_stream_refused_with_wrong_token_before_agent(tmp_path: Path) -> N
         # Another call's valid token does not open this call's stream either.
         other = make_call_sid(8)
         response = await post_webhook(
-            line.client, server_url=line.server.base_url, public_url=PUBLIC, path="/voice",
-            params={"CallSid": other, "From": "+14155550199"}, auth_token=line.auth_token,
+            line.client,
+            server_url=line.server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params={"CallSid": other, "From": "+14155550199"},
+            auth_token=line.auth_token,
         )
         other_token = parse_twiml(response.text).parameters["token"]
         with trio.fail_after(10):
             async with open_twilio_stream(
-                server_url=line.server.base_url, stream_url=twiml.stream_url,
-                auth_token=line.auth_token, call_sid=sid,
+                server_url=line.server.base_url,
+                stream_url=twiml.stream_url,
+                auth_token=line.auth_token,
+                call_sid=sid,
                 parameters=dict(twiml.parameters, token=other_token),
             ) as stream:
                 await stream.send_connected()
@@ -319,8 +351,11 @@ async def test_stream_handshake_with_bad_signature_is_refused(tmp_path: Path) ->
         for signature in ("", "d3Jvbmc="):
             try:
                 async with open_twilio_stream(
-                    server_url=line.server.base_url, stream_url=f"{PUBLIC.replace('https', 'wss')}/twilio",
-                    auth_token=None, call_sid=make_call_sid(1), parameters={},
+                    server_url=line.server.base_url,
+                    stream_url=f"{PUBLIC.replace('https', 'wss')}/twilio",
+                    auth_token=None,
+                    call_sid=make_call_sid(1),
+                    parameters={},
                     signature=signature or None,
                 ):
                     raise AssertionError("the handshake should have been refused")
@@ -331,8 +366,11 @@ async def test_stream_handshake_with_bad_signature_is_refused(tmp_path: Path) ->
 
         try:
             async with open_twilio_stream(
-                server_url=line.server.base_url, stream_url=f"{PUBLIC}/twilio",
-                auth_token=None, call_sid=make_call_sid(1), parameters={},
+                server_url=line.server.base_url,
+                stream_url=f"{PUBLIC}/twilio",
+                auth_token=None,
+                call_sid=make_call_sid(1),
+                parameters={},
                 signature=sign(line.auth_token, f"{PUBLIC}/twilio", {}),
             ):
                 raise AssertionError("the handshake should have been refused")

@@ -31,8 +31,12 @@ async def test_voice_answers_with_connect_stream_and_parameters(tmp_path: Path) 
     async with running_server(tmp_path, signed_env()) as server, httpx.AsyncClient() as client:
         sid = make_call_sid(1)
         response = await post_webhook(
-            client, server_url=server.base_url, public_url=PUBLIC, path="/voice",
-            params=form(sid, "+14155551234"), auth_token=AUTH_TOKEN,
+            client,
+            server_url=server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params=form(sid, "+14155551234"),
+            auth_token=AUTH_TOKEN,
         )
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/xml")
@@ -64,8 +68,12 @@ async def test_tokens_differ_per_call_and_per_secret(tmp_path: Path) -> None:
 async def test_voice_refuses_bad_signatures(tmp_path: Path, signature: str | None) -> None:
     async with running_server(tmp_path, signed_env()) as server, httpx.AsyncClient() as client:
         response = await post_webhook(
-            client, server_url=server.base_url, public_url=PUBLIC, path="/voice",
-            params=form(make_call_sid(1), "+14155551234"), auth_token=None,
+            client,
+            server_url=server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params=form(make_call_sid(1), "+14155551234"),
+            auth_token=None,
             signature=signature,
         )
         assert response.status_code == 403
@@ -77,16 +85,25 @@ async def test_signature_is_checked_against_public_url_not_host(tmp_path: Path) 
         params = form(make_call_sid(1), "+14155551234")
         # Signed for the address the request really went to: not what Twilio would sign.
         response = await post_webhook(
-            client, server_url=server.base_url, public_url=server.base_url, path="/voice",
-            params=params, auth_token=AUTH_TOKEN,
+            client,
+            server_url=server.base_url,
+            public_url=server.base_url,
+            path="/voice",
+            params=params,
+            auth_token=AUTH_TOKEN,
         )
         assert response.status_code == 403
         # A tampered parameter breaks the signature too.
         good = sign(AUTH_TOKEN, f"{PUBLIC}/voice", params)
         tampered = dict(params, From="+19995550000")
         response = await post_webhook(
-            client, server_url=server.base_url, public_url=PUBLIC, path="/voice",
-            params=tampered, auth_token=None, signature=good,
+            client,
+            server_url=server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params=tampered,
+            auth_token=None,
+            signature=good,
         )
         assert response.status_code == 403
 
@@ -97,8 +114,12 @@ async def test_busy_over_max_calls(tmp_path: Path) -> None:
         answers = []
         for n in range(3):
             response = await post_webhook(
-                client, server_url=server.base_url, public_url=PUBLIC, path="/voice",
-                params=form(make_call_sid(n), "+14155551234"), auth_token=AUTH_TOKEN,
+                client,
+                server_url=server.base_url,
+                public_url=PUBLIC,
+                path="/voice",
+                params=form(make_call_sid(n), "+14155551234"),
+                auth_token=AUTH_TOKEN,
             )
             assert response.status_code == 200
             answers.append(parse_twiml(response.text))
@@ -107,18 +128,30 @@ async def test_busy_over_max_calls(tmp_path: Path) -> None:
         assert answers[2].hangup
         # Twilio retrying the webhook of a call that already holds a slot is not "busy".
         again = await post_webhook(
-            client, server_url=server.base_url, public_url=PUBLIC, path="/voice",
-            params=form(make_call_sid(0), "+14155551234"), auth_token=AUTH_TOKEN,
+            client,
+            server_url=server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params=form(make_call_sid(0), "+14155551234"),
+            auth_token=AUTH_TOKEN,
         )
         assert parse_twiml(again.text).stream_url is not None
         # When a stream ends, /voice/after frees its slot for the next caller.
         await post_webhook(
-            client, server_url=server.base_url, public_url=PUBLIC, path="/voice/after",
-            params=form(make_call_sid(0), "+14155551234"), auth_token=AUTH_TOKEN,
+            client,
+            server_url=server.base_url,
+            public_url=PUBLIC,
+            path="/voice/after",
+            params=form(make_call_sid(0), "+14155551234"),
+            auth_token=AUTH_TOKEN,
         )
         later = await post_webhook(
-            client, server_url=server.base_url, public_url=PUBLIC, path="/voice",
-            params=form(make_call_sid(9), "+14155551234"), auth_token=AUTH_TOKEN,
+            client,
+            server_url=server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params=form(make_call_sid(9), "+14155551234"),
+            auth_token=AUTH_TOKEN,
         )
         assert parse_twiml(later.text).stream_url is not None
 
@@ -132,8 +165,12 @@ async def test_voice_after_hangs_up_or_apologises(tmp_path: Path) -> None:
         results = {}
         for sid in (ok_sid, failed_sid, unknown_sid):
             response = await post_webhook(
-                client, server_url=server.base_url, public_url=PUBLIC, path="/voice/after",
-                params=form(sid, "+14155551234"), auth_token=AUTH_TOKEN,
+                client,
+                server_url=server.base_url,
+                public_url=PUBLIC,
+                path="/voice/after",
+                params=form(sid, "+14155551234"),
+                auth_token=AUTH_TOKEN,
             )
             assert response.status_code == 200
             results[sid] = parse_twiml(response.text)
@@ -142,8 +179,12 @@ async def test_voice_after_hangs_up_or_apologises(tmp_path: Path) -> None:
         assert results[unknown_sid].says == [] and results[unknown_sid].hangup
 
         unsigned = await post_webhook(
-            client, server_url=server.base_url, public_url=PUBLIC, path="/voice/after",
-            params=form(failed_sid, "+14155551234"), auth_token=None,
+            client,
+            server_url=server.base_url,
+            public_url=PUBLIC,
+            path="/voice/after",
+            params=form(failed_sid, "+14155551234"),
+            auth_token=None,
         )
         assert unsigned.status_code == 403
 
@@ -152,8 +193,12 @@ async def test_validation_off_accepts_unsigned_webhooks(tmp_path: Path) -> None:
     env = signed_env(BOBA_VALIDATE_TWILIO="false")
     async with running_server(tmp_path, env) as server, httpx.AsyncClient() as client:
         response = await post_webhook(
-            client, server_url=server.base_url, public_url=PUBLIC, path="/voice",
-            params=form(make_call_sid(1), "+14155551234"), auth_token=None,
+            client,
+            server_url=server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params=form(make_call_sid(1), "+14155551234"),
+            auth_token=None,
         )
         assert response.status_code == 200
         assert parse_twiml(response.text).stream_url == "wss://boba.example.com/twilio"
@@ -164,8 +209,12 @@ async def test_no_auth_token_on_loopback_is_development_mode(tmp_path: Path) -> 
     # local development, so webhooks are answered.
     async with running_server(tmp_path) as server, httpx.AsyncClient() as client:
         response = await post_webhook(
-            client, server_url=server.base_url, public_url=server.settings.public_url,
-            path="/voice", params=form(make_call_sid(1), "+14155551234"), auth_token=None,
+            client,
+            server_url=server.base_url,
+            public_url=server.settings.public_url,
+            path="/voice",
+            params=form(make_call_sid(1), "+14155551234"),
+            auth_token=None,
         )
         assert response.status_code == 200
         assert parse_twiml(response.text).stream_url == f"ws://{server.base_url[7:]}/twilio"
