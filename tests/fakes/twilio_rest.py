@@ -68,7 +68,10 @@ class Stall(msgspec.Struct, frozen=True):
 
 
 class CloseOnAccept(msgspec.Struct, frozen=True):
-    """Close the socket before reading anything (a reset; the client may have sent)."""
+    """Close the socket before reading anything (a reset; the client may have sent).
+
+    Queued with `script_messages`, it applies to the next connection whatever its route:
+    the route is unknown before the request is read."""
 
 
 Behaviour = Succeed | Fail | Drop | Stall | CloseOnAccept
