@@ -7,7 +7,12 @@
             ├── store + event feed      (open_services)
             ├── SMS outbox worker
             ├── ready-expiry task       ready → picked_up after BOBA_READY_EXPIRY_MINUTES
-            └── hypercorn.trio.serve    create_app(services), our own listening socket
+            └── hypercorn.trio.serve    app_factory(services), our own listening socket
+
+The runtime does not import boba_web (DESIGN §1): `run_shop` takes the app factory as
+a parameter, and `main`, the composition root of `boba serve`, looks up
+`boba_web.app:create_app` by name (`APP_FACTORY`), as the `boba` dispatcher looks up
+subcommands.
 
 We bind the listening socket ourselves (hypercorn takes it as `fd://`), so with port 0
 the real port is known before Services are built and the default public URL is right.
@@ -17,12 +22,13 @@ Exit codes: 0 after a clean shutdown, 2 for bad settings (one line naming the va
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +48,7 @@ log = logging.getLogger("boba.serve")
 
 DEFAULT_GRACE_PERIOD = 10.0  # seconds calls in progress may take to finish on shutdown
 LISTEN_BACKLOG = 1024
+APP_FACTORY = "boba_web.app:create_app"
 # A peer that acknowledges nothing for this long is gone (a frozen TV, a dead network).
 # Hypercorn's socket writes are shielded from cancellation, so without this kernel limit
 # one such client could hold its connection, and the shutdown, forever.
@@ -116,9 +123,19 @@ async def expire_ready_orders(services: Services) -> None:
         await trio.sleep(interval)
 
 
+AppFactory = Callable[[Services], Any]  # Services -> an ASGI app (a QuartTrio)
+
+
+def load_app_factory(spec: str = APP_FACTORY) -> AppFactory:
+    module_name, _, attribute = spec.partition(":")
+    factory: AppFactory = getattr(importlib.import_module(module_name), attribute)
+    return factory
+
+
 async def run_shop(
     settings: Settings,
     *,
+    app_factory: AppFactory,
     shutdown: trio.Event,
     secrets: Secrets | None = None,
     menu: Menu | None = None,
@@ -143,9 +160,7 @@ async def run_shop(
         if client_buffer is not None:
             options["client_buffer"] = client_buffer
         async with open_services(settings, secrets=secrets, menu=menu, **options) as services:
-            from boba_web.app import create_app  # the runtime never imports boba_web at import
-
-            app = create_app(services)
+            app = app_factory(services)
             config = hypercorn_config(settings, listener.fileno(), grace_period)
             listener.detach()  # hypercorn owns the file descriptor from here on
             sender = make_sender(settings)
@@ -228,6 +243,7 @@ async def _serve_main(settings: Settings, secrets: Secrets, menu: Menu) -> None:
         raise SettingsError("BOBA_THINK_MODEL", text.removeprefix("BOBA_THINK_MODEL: ")) from None
     if warning:
         log.warning("%s", warning)
+    app_factory = load_app_factory()
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -237,8 +253,8 @@ async def _serve_main(settings: Settings, secrets: Secrets, menu: Menu) -> None:
                 task_status: trio.TaskStatus[ShopStarted] = trio.TASK_STATUS_IGNORED,
             ) -> None:
                 await run_shop(
-                    settings, shutdown=shutdown, secrets=secrets, menu=menu,
-                    task_status=task_status,
+                    settings, app_factory=app_factory, shutdown=shutdown, secrets=secrets,
+                    menu=menu, task_status=task_status,
                 )
                 nursery.cancel_scope.cancel()  # drained: stop watching signals
 

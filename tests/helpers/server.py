@@ -23,6 +23,7 @@ import trio
 from boba_runtime.serve import run_shop
 from boba_runtime.services import Services
 from boba_runtime.settings import Settings, load_settings
+from boba_web.app import create_app
 
 STAFF_PASSWORD = "test-staff-password"
 STOP_TIMEOUT = 10.0  # seconds a graceful stop may take before the test cancels it
@@ -75,7 +76,8 @@ async def running_server(
     async with trio.open_nursery() as nursery:
 
         async def shop(task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-            await run_shop(settings, shutdown=shutdown, task_status=task_status, **run_options)
+            await run_shop(settings, app_factory=create_app, shutdown=shutdown,
+                           task_status=task_status, **run_options)
             nursery.cancel_scope.cancel()  # drained: also ends the watchdog below
 
         async def hard_stop_after(seconds: float) -> None:
