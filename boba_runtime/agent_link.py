@@ -127,35 +127,61 @@ async def open_agent_link(
     parts = urlsplit(url)
     if parts.scheme not in {"ws", "wss"}:
         raise AgentUnreachable(f"agent URL must be ws:// or wss://, got {parts.scheme}://")
-    async with trio.open_nursery() as nursery:
-        # The connection's reader task lives in this nursery; it ends with the block.
-        try:
-            with trio.fail_after(connect_timeout):
-                ws = await trio_websocket.connect_websocket_url(
-                    nursery,
-                    url,
-                    ssl_context=ssl.create_default_context() if parts.scheme == "wss" else None,
-                    extra_headers=auth_headers(api_key),
-                    message_queue_size=16,
-                    max_message_size=max_message_bytes,
-                )
-        except trio.TooSlowError:
-            raise AgentUnreachable(f"agent did not answer within {connect_timeout:g} s") from None
-        except trio_websocket.ConnectionRejected as exc:
-            hint = " (check DEEPGRAM_API_KEY)" if exc.status_code in (401, 403) else ""
-            status = exc.status_code
-            raise AgentUnreachable(f"agent refused the connection: HTTP {status}{hint}") from None
-        except trio_websocket.HandshakeError as exc:
-            raise AgentUnreachable(f"agent handshake failed: {exc!r}") from None
-        except OSError as exc:
-            why = exc.strerror or exc
-            raise AgentUnreachable(f"cannot reach the agent at {parts.netloc}: {why}") from None
-        link = WebSocketAgentConnection(ws, close_timeout)
-        try:
-            yield link
-        finally:
-            await link.aclose()
-            nursery.cancel_scope.cancel()
+    failure: AgentUnreachable | None = None
+    connected = False
+    try:
+        async with trio.open_nursery() as nursery:
+            # The connection's reader task lives in this nursery; it ends with the block.
+            try:
+                with trio.fail_after(connect_timeout):
+                    ws = await trio_websocket.connect_websocket_url(
+                        nursery,
+                        url,
+                        ssl_context=ssl.create_default_context() if parts.scheme == "wss" else None,
+                        extra_headers=auth_headers(api_key),
+                        message_queue_size=16,
+                        max_message_size=max_message_bytes,
+                    )
+            except (trio.TooSlowError, trio_websocket.HandshakeError, OSError) as exc:
+                failure = _unreachable(exc, netloc=parts.netloc, connect_timeout=connect_timeout)
+                nursery.cancel_scope.cancel()
+            else:
+                connected = True
+                link = WebSocketAgentConnection(ws, close_timeout)
+                try:
+                    yield link
+                finally:
+                    await link.aclose()
+                    nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Whatever the caller's block raised comes back alone, not wrapped by our nursery;
+        # a rejected handshake surfaces here too (raised by the connection's reader task).
+        sole = _sole_exception(group)
+        if not connected and isinstance(sole, trio_websocket.HandshakeError | OSError):
+            raise _unreachable(sole, netloc=parts.netloc, connect_timeout=connect_timeout) from None
+        raise sole from None
+    if failure is not None:
+        raise failure
+
+
+def _unreachable(exc: BaseException, *, netloc: str, connect_timeout: float) -> AgentUnreachable:
+    if isinstance(exc, trio.TooSlowError):
+        return AgentUnreachable(f"agent did not answer within {connect_timeout:g} s")
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        hint = " (check DEEPGRAM_API_KEY)" if exc.status_code in (401, 403) else ""
+        return AgentUnreachable(f"agent refused the connection: HTTP {exc.status_code}{hint}")
+    if isinstance(exc, trio_websocket.HandshakeError):
+        return AgentUnreachable(f"agent handshake failed: {exc!r}")
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return AgentUnreachable(f"cannot reach the agent at {netloc}: {why}")
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside (nested) single-member groups, else the group itself."""
+    current: BaseException = group
+    while isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
+        current = current.exceptions[0]
+    return current
 
 
 def websocket_connector(

@@ -507,7 +507,13 @@ class _Call:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self.agent_writer, link)
                         with self.agent_read_scope:
-                            await self._agent_reader(link)
+                            try:
+                                await self._agent_reader(link)
+                            except AgentClosed as exc:
+                                log.warning(
+                                    "call %s: agent link lost: %s", self.report.call_sid, exc.reason
+                                )
+                                self.feed(AgentLost(reason=exc.reason))
                         # The call is over: the writer stops at its closed outbox.
         except AgentUnreachable as exc:
             log.error("call %s: agent unreachable: %s", self.report.call_sid, exc.reason)

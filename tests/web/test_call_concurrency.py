@@ -7,7 +7,6 @@ import contextlib
 import re
 from pathlib import Path
 
-import pytest
 import trio
 import trio_websocket
 
@@ -76,7 +75,6 @@ async def place_keyed_call(line: Line, k: int, *, timeout: float = 40) -> Twilio
     return stream
 
 
-@pytest.mark.slow
 async def test_twenty_concurrent_calls_each_get_their_own_order(tmp_path: Path) -> None:
     calls = 20
     async with shop_line(tmp_path, keyed_order_script) as line:

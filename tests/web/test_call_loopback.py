@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from boba_proto.model import OrderStatus, order_to_json
@@ -213,7 +214,9 @@ async def test_barge_in_clears_within_100ms(tmp_path: Path) -> None:
         assert stream.played.errors == []
 
 
-async def test_agent_dropping_mid_call_ends_call_and_apologises(tmp_path: Path) -> None:
+async def test_agent_dropping_mid_call_ends_call_and_apologises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async def script(agent: FakeAgentSession) -> None:
         await agent.wait_audio(0.2)
         await agent.drop()
@@ -226,9 +229,12 @@ async def test_agent_dropping_mid_call_ends_call_and_apologises(tmp_path: Path) 
             after = await line.after(sid, "+14155550199")
         assert after.says == [APOLOGY] and after.hangup
         assert await line.server.services.store.list_orders(status="all") == []
+        assert "crashed" not in caplog.text  # a peer's failure, handled, not our bug
 
 
-async def test_agent_unreachable_apologises(tmp_path: Path) -> None:
+async def test_agent_unreachable_apologises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async def script(agent: FakeAgentSession) -> None:
         raise AssertionError("never connected")
 
@@ -241,9 +247,11 @@ async def test_agent_unreachable_apologises(tmp_path: Path) -> None:
             after = await line.after(sid, "+14155550199")
         assert after.says == [APOLOGY]
         assert line.agent.rejected == 1
+        assert "agent unreachable: agent refused the connection: HTTP 503" in caplog.text
+        assert "crashed" not in caplog.text
 
 
-async def test_agent_error_apologises(tmp_path: Path) -> None:
+async def test_agent_error_apologises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def script(agent: FakeAgentSession) -> None:
         await agent.wait_audio(0.1)
         await agent.error("INTERNAL_SERVER_ERROR", "something broke")
@@ -255,6 +263,8 @@ async def test_agent_error_apologises(tmp_path: Path) -> None:
                 await stream.closed.wait()
             after = await line.after(sid, "+14155550199")
         assert after.says == [APOLOGY]
+        assert "agent error INTERNAL_SERVER_ERROR: something broke" in caplog.text
+        assert "crashed" not in caplog.text
 
 
 async def test_stop_closes_agent_within_two_seconds_and_commits_nothing(tmp_path: Path) -> None:
