@@ -246,6 +246,7 @@ class _Call:
         self.phone_out: Outbox[str] = Outbox(PHONE_OUTBOX)
         self.agent_out: Outbox[str | bytes] = Outbox(AGENT_OUTBOX)
         self.timers: dict[str, trio.CancelScope] = {}
+        self.effect_started: dict[str, float] = {}  # request id -> when the effect began
         self.nursery: trio.Nursery | None = None  # the call nursery: cancelled at the end
         self.link_nursery: trio.Nursery | None = None  # outlives it, to close the agent well
         self.agent_connect_scope = trio.CancelScope()
@@ -292,6 +293,7 @@ class _Call:
                     scope.cancel()
             case RequestEffect(effect=effect):
                 assert self.nursery is not None
+                self.effect_started[effect.request_id] = trio.current_time()
                 self.nursery.start_soon(self._run_effect, effect)
             case EndCall(reason=reason):
                 self.end(reason)
@@ -316,8 +318,12 @@ class _Call:
         match action:
             case Transcript(role=role, content=content):
                 log.info("call %s %s: %s", self.report.call_sid, role, content)
-            case FunctionCalled(name=name, arguments=arguments, result=result):
+            case FunctionCalled(id=call_id, name=name, arguments=arguments, result=result):
                 log.info("call %s fn %s(%s) -> %s", self.report.call_sid, name, arguments, result)
+                if metrics is not None:
+                    # Pure functions answer at once; store-bound ones took their effect's time.
+                    started = self.effect_started.pop(call_id, trio.current_time())
+                    metrics.function_call(name, trio.current_time() - started)
             case AgentLatency(total_seconds=seconds):
                 if metrics is not None:
                     metrics.agent_latency(seconds)
@@ -394,7 +400,6 @@ class _Call:
     async def _run_effect(self, effect: model.CommitOrder | model.LookupOrders) -> None:
         from boba_runtime.store import StoreError  # the store module imports sqlite3 lazily
 
-        started = trio.current_time()
         result: model.EffectResult
         try:
             match effect:
@@ -416,9 +421,6 @@ class _Call:
         except (StoreError, trio.TooSlowError) as exc:
             log.error("call %s: store effect failed: %s", self.report.call_sid, exc)
             result = model.EffectFailed(request_id=effect.request_id, reason=str(exc) or "timeout")
-        if self.deps.metrics is not None:
-            name = "checkout_order" if isinstance(effect, model.CommitOrder) else "order_status"
-            self.deps.metrics.function_call(name, trio.current_time() - started)
         self.feed(result)
 
     # --- the phone side -----------------------------------------------------------------------

@@ -168,6 +168,14 @@ async def test_full_order_reaches_store_and_sms(tmp_path: Path) -> None:
         assert as_json["total"] == 11.75
         assert order.status is OrderStatus.RECEIVED
 
+        metrics = line.server.services.metrics.render(None).decode()
+        assert "boba_calls_total 1.0" in metrics
+        assert "boba_calls_active 0.0" in metrics
+        assert "boba_call_duration_seconds_count 1.0" in metrics
+        assert 'boba_function_call_seconds_count{name="checkout_order"} 1.0' in metrics
+        assert 'boba_function_call_seconds_count{name="add_to_cart"} 2.0' in metrics
+        assert "boba_agent_latency_seconds_count 3.0" in metrics  # one per AgentStartedSpeaking
+
         await trio.to_thread.run_sync(line.rest.wait_for_requests, 1)
         await trio.sleep(0.3)  # nothing else may follow
         messages = line.rest.messages()
@@ -264,6 +272,7 @@ async def test_agent_error_apologises(tmp_path: Path, caplog: pytest.LogCaptureF
             after = await line.after(sid, "+14155550199")
         assert after.says == [APOLOGY]
         assert "agent error INTERNAL_SERVER_ERROR: something broke" in caplog.text
+        assert "boba_agent_errors_total 1.0" in line.server.services.metrics.render(None).decode()
         assert "crashed" not in caplog.text
 
 
