@@ -1,0 +1,124 @@
+"""The per-process call registry (slots for BOBA_MAX_CALLS, stream tokens, outcomes) and the
+fail-closed signature rule, without a server."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from boba_runtime.calls import (
+    ENDED_MEMORY,
+    PENDING_SECONDS,
+    CallOutcome,
+    CallRegistry,
+    CallsFull,
+    token_matches,
+)
+from boba_web.twilio_routes import signature_ok
+from tests.fakes.twilio_client import sign
+from tests.helpers.server import settings_for_test
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def registry(max_calls: int = 2) -> tuple[CallRegistry, Clock]:
+    clock = Clock()
+    return CallRegistry(max_calls=max_calls, secret_key=b"k" * 32, clock=clock), clock
+
+
+def test_reserved_slots_count_until_the_stream_starts_or_they_expire() -> None:
+    calls, clock = registry(2)
+    calls.reserve("CA1")
+    calls.reserve("CA2")
+    with pytest.raises(CallsFull):
+        calls.reserve("CA3")
+    calls.reserve("CA1")  # a webhook retry keeps its slot
+    clock.now += PENDING_SECONDS + 1  # neither stream ever came
+    calls.reserve("CA3")
+    assert calls.load == 1
+
+
+def test_active_call_takes_over_its_reserved_slot() -> None:
+    calls, _ = registry(2)
+    calls.reserve("CA1")
+    calls.reserve("CA2")
+    with calls.active("CA1"):
+        assert calls.active_count == 1
+        assert calls.load == 2
+        with pytest.raises(CallsFull):
+            calls.reserve("CA3")
+    assert calls.active_count == 0
+    assert calls.load == 1  # CA2 still pending
+    calls.release("CA2")
+    assert calls.load == 0
+
+
+def test_unannounced_streams_need_a_free_slot() -> None:
+    calls, _ = registry(1)
+    with calls.active(None):
+        assert calls.active_count == 1
+        with pytest.raises(CallsFull), calls.active(None):
+            pass
+        with pytest.raises(CallsFull), calls.active("CA9"):
+            pass
+    assert calls.active_count == 0
+
+
+def test_outcomes_keep_failures_and_are_bounded() -> None:
+    calls, clock = registry()
+    calls.record_end("CA1", CallOutcome.FAILED)
+    calls.record_end("CA1", CallOutcome.NORMAL)  # a later normal end does not hide it
+    assert calls.outcome("CA1") is CallOutcome.FAILED
+    assert calls.outcome("CA2") is None
+    for n in range(ENDED_MEMORY + 10):
+        calls.record_end(f"CAx{n}", CallOutcome.NORMAL)
+    assert calls.outcome("CA1") is None  # oldest forgotten first
+    calls.record_end("CA3", CallOutcome.FAILED)
+    clock.now += 3600
+    assert calls.outcome("CA3") is None
+
+
+def test_tokens_are_per_call_and_checked_in_constant_time() -> None:
+    calls, _ = registry()
+    token = calls.token_for("CA1")
+    assert calls.token_valid("CA1", token)
+    assert not calls.token_valid("CA2", token)
+    assert not calls.token_valid("CA1", token.upper())
+    assert not calls.token_valid("CA1", "")
+    assert not token_matches(b"other key", "CA1", token)
+
+
+URL = "https://boba.example.com/voice"
+PARAMS = {"CallSid": "CA1", "From": "+14155551234"}
+
+
+def settings(tmp_path, **env: str):
+    return settings_for_test(tmp_path, env)
+
+
+def test_signature_rule_with_token(tmp_path) -> None:
+    s = settings(tmp_path, TWILIO_AUTH_TOKEN="tok", BOBA_PUBLIC_URL="https://boba.example.com")
+    good = {"X-Twilio-Signature": sign("tok", URL, PARAMS)}
+    assert signature_ok(s, URL, PARAMS, good)
+    assert not signature_ok(s, URL, PARAMS, {})
+    assert not signature_ok(s, URL, {**PARAMS, "From": "+1"}, good)
+    assert not signature_ok(s, URL, PARAMS, {"X-Twilio-Signature": sign("other", URL, PARAMS)})
+
+
+def test_signature_rule_fails_closed_without_token_off_loopback(tmp_path) -> None:
+    loopback = settings(tmp_path)
+    assert loopback.twilio_auth_token is None
+    assert signature_ok(loopback, URL, PARAMS, {})  # local development
+    # The same settings bound to a public address (serve refuses to start like this; the
+    # routes refuse too, in case they are ever mounted another way).
+    public = msgspec.structs.replace(loopback, host="0.0.0.0")
+    assert not public.bound_to_loopback
+    assert not signature_ok(public, URL, PARAMS, {})
+    off = msgspec.structs.replace(public, validate_twilio=False)
+    assert signature_ok(off, URL, PARAMS, {})
