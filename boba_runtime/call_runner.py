@@ -638,24 +638,42 @@ async def run_call(
 def call_config_from_settings(settings: Any, menu: Any) -> CallConfig:
     """The per-process `CallConfig` template: agent `Settings` from CONTRACT §2 and the menu."""
     from boba_proto import menu as menu_mod
+    from boba_proto.errors import LocalProtocolError
+    from boba_runtime.settings import SettingsError
 
     profile = agent.AudioProfile(settings.audio)
-    agent_settings = agent.build_settings(
-        profile=profile,
-        listen_model=settings.listen_model,
-        think_provider=settings.think_provider,
-        think_model=settings.think_model,
-        speak_model=settings.speak_model,
-        prompt=menu_mod.build_prompt(menu),
-        functions=menu_mod.function_specs(menu),
-        greeting=settings.greeting,
-    )
+    try:
+        agent_settings = agent.build_settings(
+            profile=profile,
+            listen_model=settings.listen_model,
+            think_provider=settings.think_provider,
+            think_model=settings.think_model,
+            speak_model=settings.speak_model,
+            prompt=menu_mod.build_prompt(menu),
+            functions=menu_mod.function_specs(menu),
+            greeting=settings.greeting,
+        )
+    except LocalProtocolError as exc:
+        # Settings Deepgram would refuse mid-call stop the start instead (CONTRACT §2).
+        raise SettingsError(_variable_for(exc.message), exc.message) from None
     return CallConfig(
         profile=profile,
         agent_settings=agent_settings,
         menu=menu,
         max_call_seconds=float(settings.max_call_seconds),
     )
+
+
+def _variable_for(problem: str) -> str:
+    for words, variable in (
+        ("think provider", "BOBA_THINK_PROVIDER"),
+        ("listen model", "BOBA_LISTEN_MODEL"),
+        ("think model", "BOBA_THINK_MODEL"),
+        ("speak model", "BOBA_SPEAK_MODEL"),
+    ):
+        if words in problem:
+            return variable
+    return "BOBA_MENU"  # the functions come from the menu
 
 
 def build_call_deps(services: Any) -> CallDeps:

@@ -122,3 +122,38 @@ def test_signature_rule_fails_closed_without_token_off_loopback(tmp_path) -> Non
     assert not signature_ok(public, URL, PARAMS, {})
     off = msgspec.structs.replace(public, validate_twilio=False)
     assert signature_ok(off, URL, PARAMS, {})
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"BOBA_THINK_PROVIDER": "openai"}, "BOBA_THINK_PROVIDER"),
+        ({"BOBA_THINK_PROVIDER": "Google"}, "BOBA_THINK_PROVIDER"),
+    ],
+)
+def test_agent_settings_deepgram_would_refuse_stop_the_start(tmp_path, env, variable) -> None:
+    from boba_runtime.call_runner import call_config_from_settings
+    from boba_runtime.services import load_menu
+    from boba_runtime.settings import SettingsError
+
+    try:
+        s = settings(tmp_path, **env)
+    except SettingsError as error:  # refused even earlier, by the settings loader: fine
+        assert error.variable == variable
+        return
+    with pytest.raises(SettingsError) as info:
+        call_config_from_settings(s, load_menu(s))
+    assert info.value.variable == variable
+
+
+def test_call_config_from_default_settings(tmp_path) -> None:
+    from boba_proto.agent import AudioProfile
+    from boba_runtime.call_runner import call_config_from_settings
+    from boba_runtime.services import load_menu
+
+    s = settings(tmp_path, BOBA_AUDIO="mulaw", BOBA_MAX_CALL_SECONDS="120")
+    config = call_config_from_settings(s, load_menu(s))
+    assert config.profile is AudioProfile.MULAW
+    assert config.max_call_seconds == 120
+    assert config.agent_settings.agent.think.provider.model == s.think_model
+    assert config.caller == "" and config.call_sid == ""  # filled from each call's start
