@@ -400,3 +400,29 @@ async def test_stream_handshake_with_bad_signature_is_refused(tmp_path: Path) ->
 
 def _unused(stream: TwilioStream) -> None:
     del stream
+
+
+async def test_caller_hanging_up_without_stop_ends_the_call(tmp_path: Path) -> None:
+    async def script(agent: FakeAgentSession) -> None:
+        staged = await agent.call_function("add_to_cart", drink("black milk tea"))
+        assert staged["ok"]
+        await agent.closed.wait()
+
+    async with shop_line(tmp_path, script) as line:
+        sid = make_call_sid(11)
+        with trio.fail_after(20):
+            async with line.dial(sid, "+14155550199"):
+                while not (line.agent.sessions and line.agent.sessions[0].function_responses):
+                    await trio.sleep(0.05)
+                assert line.server.services.calls.active_count == 1
+                hung_up_at = trio.current_time()
+            # The socket is gone without a `stop` (the caller's line dropped).
+            session = line.agent.sessions[0]
+            await session.wait_closed(timeout=3)
+        assert session.close_time is not None and session.close_time - hung_up_at < 2.0
+        while line.server.services.calls.active_count:
+            await trio.sleep(0.01)
+        assert "boba_calls_active 0.0" in line.server.services.metrics.render(None).decode()
+        after = await line.after(sid, "+14155550199")
+        assert after.says == [] and after.hangup
+        assert await line.server.services.store.list_orders(status="all") == []
