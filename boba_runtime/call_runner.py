@@ -278,12 +278,13 @@ class _Call:
     def dispatch(self, action: Action) -> None:
         match action:
             case SendToTwilio(text=text, kind=kind):
-                self._to_phone(text, kind)
+                if not self.ended:
+                    self._to_phone(text, kind)
             case SendAgentAudio(data=data):
-                if not self.agent_out.put(data, droppable=True):
+                if not self.ended and not self.agent_out.put(data, droppable=True):
                     self.report.agent_audio_dropped += 1
             case SendToAgent(text=text):
-                if not self.agent_out.put(text, droppable=False):
+                if not self.ended and not self.agent_out.put(text, droppable=False):
                     self._fail("the agent is not reading its socket")
             case StartTimer(name=name, seconds=seconds):
                 self._start_timer(name, seconds)
@@ -316,10 +317,11 @@ class _Call:
     def _observe(self, action: Action) -> None:
         metrics = self.deps.metrics
         match action:
+            # What callers say (phone numbers included) stays out of the INFO log.
             case Transcript(role=role, content=content):
-                log.info("call %s %s: %s", self.report.call_sid, role, content)
+                log.debug("call %s %s: %s", self.report.call_sid, role, content)
             case FunctionCalled(id=call_id, name=name, arguments=arguments, result=result):
-                log.info("call %s fn %s(%s) -> %s", self.report.call_sid, name, arguments, result)
+                log.debug("call %s fn %s(%s) -> %s", self.report.call_sid, name, arguments, result)
                 if metrics is not None:
                     # Pure functions answer at once; store-bound ones took their effect's time.
                     started = self.effect_started.pop(call_id, trio.current_time())
