@@ -30,6 +30,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -49,6 +50,8 @@ log = logging.getLogger("boba.serve")
 DEFAULT_GRACE_PERIOD = 10.0  # seconds calls in progress may take to finish on shutdown
 LISTEN_BACKLOG = 1024
 APP_FACTORY = "boba_web.app:create_app"
+LISTEN_FD = "listen_fd"  # internal flags of a worker process (not settings)
+PARENT_PID = "parent_pid"
 # A peer that acknowledges nothing for this long is gone (a frozen TV, a dead network).
 # Hypercorn's socket writes are shielded from cancellation, so without this kernel limit
 # one such client could hold its connection, and the shutdown, forever.
@@ -145,13 +148,15 @@ async def run_shop(
     client_buffer: int | None = None,
     store: Any = None,
     stalled_timeout: float = STALLED_CONNECTION_TIMEOUT,
+    listener: socket.socket | None = None,
     task_status: trio.TaskStatus[ShopStarted] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Everything `boba serve` runs, until `shutdown` is set and connections have closed.
 
     Tests run this too (tests/helpers/server.py), with port 0 and shorter intervals.
     """
-    listener = bind_listener(settings, stalled_timeout=stalled_timeout)
+    if listener is None:  # a worker of `--workers N` inherits its parent's socket instead
+        listener = bind_listener(settings, stalled_timeout=stalled_timeout)
     try:
         settings = settings.with_port(listener.getsockname()[1])
         options: dict[str, Any] = {"sse_ping_interval": sse_ping_interval, "store": store}
@@ -189,12 +194,11 @@ async def run_shop(
             listener.close()
 
 
-def print_banner(started: ShopStarted, secrets: Secrets) -> None:
-    services: Services = started.services
-    settings = services.settings
+def print_banner(settings: Settings, secrets: Secrets, base_url: str, workers: int = 1) -> None:
     public = settings.public_url
+    processes = f" ({workers} worker processes)" if workers > 1 else ""
     lines = [
-        f"BobaRista is open on {started.base_url}",
+        f"BobaRista is open on {base_url}{processes}",
         f"  TV board:         {public}/orders",
         f"  barista console:  {public}/barista",
         f"  Twilio webhook:   {public}/voice  (stream {settings.stream_url})",
@@ -228,7 +232,7 @@ async def _watch_signals(
             hard_stop.cancel()
 
 
-async def _serve_main(settings: Settings, secrets: Secrets, menu: Menu) -> None:
+async def _check_think_model(settings: Settings) -> None:
     from boba_runtime.agent_link import ThinkModelUnavailable, check_think_model
 
     try:
@@ -243,24 +247,113 @@ async def _serve_main(settings: Settings, secrets: Secrets, menu: Menu) -> None:
         raise SettingsError("BOBA_THINK_MODEL", text.removeprefix("BOBA_THINK_MODEL: ")) from None
     if warning:
         log.warning("%s", warning)
+
+
+async def _watch_parent(parent_pid: int, shutdown: trio.Event) -> None:
+    """A worker whose supervisor died (even by SIGKILL) shuts down instead of lingering."""
+    while os.getppid() == parent_pid:
+        await trio.sleep(1.0)
+    log.warning("the supervising process is gone: shutting down")
+    shutdown.set()
+
+
+async def _serve_main(
+    settings: Settings,
+    secrets: Secrets,
+    menu: Menu,
+    *,
+    listener: socket.socket | None = None,
+    parent_pid: int | None = None,
+) -> None:
+    """One process serving; with `parent_pid` it is a worker of `--workers N`."""
+    if parent_pid is None:
+        await _check_think_model(settings)  # the supervisor already did, for its workers
     app_factory = load_app_factory()
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, shutdown, nursery.cancel_scope)
+            if parent_pid is not None:
+                nursery.start_soon(_watch_parent, parent_pid, shutdown)
 
             async def shop_then_stop(
                 task_status: trio.TaskStatus[ShopStarted] = trio.TASK_STATUS_IGNORED,
             ) -> None:
                 await run_shop(
                     settings, app_factory=app_factory, shutdown=shutdown, secrets=secrets,
-                    menu=menu, task_status=task_status,
+                    menu=menu, listener=listener, task_status=task_status,
                 )
                 nursery.cancel_scope.cancel()  # drained: stop watching signals
 
             started = await nursery.start(shop_then_stop)
-            print_banner(started, secrets)
+            if parent_pid is None:
+                print_banner(started.services.settings, secrets, started.base_url)
+            else:
+                log.info("worker %d is serving", os.getpid())
     log.info("stopped cleanly")
+
+
+async def _supervise(settings: Settings, secrets: Secrets, listener: socket.socket) -> int:
+    """`--workers N`: N worker processes accept on one shared socket; we forward signals.
+
+    Workers run in their own session, so a terminal's Ctrl-C reaches only us and each
+    worker gets exactly one SIGTERM (a second signal to us is forwarded as the "stop
+    now"). A worker that exits on its own stops the others: no silent half-capacity.
+    """
+    await _check_think_model(settings)
+    command = [
+        sys.executable, "-m", "boba_runtime.cli", "serve",
+        "--host", settings.host, "--port", str(settings.port),
+        "--listen-fd", str(listener.fileno()), "--parent-pid", str(os.getpid()),
+    ]
+    exit_codes: dict[int, int] = {}
+    processes: list[trio.Process] = []
+    shutdown = trio.Event()
+
+    def signal_workers() -> None:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+
+    async def forward(signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            log.info("%s received: stopping the workers", signal.Signals(signum).name)
+            shutdown.set()
+            signal_workers()
+
+    async def reap(process: trio.Process) -> None:
+        code = await process.wait()
+        exit_codes[process.pid] = code
+        _mark_worker_dead(process.pid)
+        if not shutdown.is_set():
+            log.error("worker %d exited (%s): stopping the others", process.pid, code)
+            shutdown.set()
+            signal_workers()
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(forward, signals)
+            async with trio.open_nursery() as workers:
+                for _ in range(settings.workers):
+                    process = await trio.lowlevel.open_process(
+                        command, pass_fds=(listener.fileno(),), start_new_session=True
+                    )
+                    processes.append(process)
+                    workers.start_soon(reap, process)
+                listener.close()  # the workers hold it now
+                base_url = f"{'https' if settings.tls_enabled else 'http'}://" + (
+                    f"{settings.host}:{settings.port}"
+                )
+                print_banner(settings, secrets, base_url, workers=settings.workers)
+            nursery.cancel_scope.cancel()
+    codes = list(exit_codes.values())
+    return 2 if 2 in codes else (0 if all(code == 0 for code in codes) else 1)
+
+
+def _mark_worker_dead(pid: int) -> None:
+    from boba_runtime.metrics import mark_worker_dead
+
+    mark_worker_dead(pid)
 
 
 def _parse_flags(argv: list[str]) -> dict[str, str | None]:
@@ -271,9 +364,19 @@ def _parse_flags(argv: list[str]) -> dict[str, str | None]:
     )
     parser.add_argument("--host", help="bind address (BOBA_HOST, default 127.0.0.1)")
     parser.add_argument("--port", help="bind port (BOBA_PORT, default 8000)")
-    parser.add_argument("--workers", help="worker processes (only 1 is supported)")
+    parser.add_argument("--workers", help="worker processes sharing the port (default 1)")
+    # internal: how a supervisor starts its workers
+    parser.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    return {"BOBA_HOST": args.host, "BOBA_PORT": args.port, "BOBA_WORKERS": args.workers}
+    flags: dict[str, str | None] = {
+        "BOBA_HOST": args.host, "BOBA_PORT": args.port, "BOBA_WORKERS": args.workers,
+    }
+    if args.listen_fd is not None:
+        flags["BOBA_WORKERS"] = "1"
+        flags[LISTEN_FD] = str(args.listen_fd)
+        flags[PARENT_PID] = str(args.parent_pid or os.getppid())
+    return flags
 
 
 def _first_settings_error(group: BaseExceptionGroup[BaseException]) -> SettingsError | None:
@@ -292,12 +395,6 @@ def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(flags, os.environ if environ is None else environ, ".env")
-        if settings.workers > 1:
-            raise SettingsError(
-                "BOBA_WORKERS",
-                f"--workers {settings.workers}: only one worker process is supported so far; "
-                "run several `boba serve` instances on one database behind a proxy instead",
-            )
         secrets = load_secrets(settings)
         menu = load_menu(settings)
         if settings.record_dir is not None:
@@ -305,7 +402,22 @@ def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
                 os.makedirs(settings.record_dir, exist_ok=True)
             except OSError as error:
                 raise SettingsError("BOBA_RECORD_DIR", f"cannot create it: {error}") from None
-        trio.run(_serve_main, settings, secrets, menu)
+        listen_fd = flags.get(LISTEN_FD)
+        if listen_fd is not None:  # a worker of `--workers N`
+            listener = socket.socket(fileno=int(listen_fd))
+            settings = settings.with_port(listener.getsockname()[1])
+            trio.run(partial(_serve_main, settings, secrets, menu, listener=listener,
+                             parent_pid=int(flags[PARENT_PID] or 0)))
+        elif settings.workers > 1:
+            from boba_runtime.metrics import prepare_multiprocess_dir
+
+            listener = bind_listener(settings)
+            settings = settings.with_port(listener.getsockname()[1])
+            listener.set_inheritable(True)
+            prepare_multiprocess_dir(settings.data_path)
+            return trio.run(_supervise, settings, secrets, listener)
+        else:
+            trio.run(_serve_main, settings, secrets, menu)
     except SettingsError as error:
         print(f"boba serve: {error}", file=sys.stderr)
         return 2

@@ -115,7 +115,7 @@ def test_a_bad_setting_stops_the_start_with_exit_2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("argv", "env", "dotenv", "variable"), [
     (["--port", "abc"], {}, "", "BOBA_PORT"),
-    (["--workers", "2"], {}, "", "BOBA_WORKERS"),
+    (["--workers", "0"], {}, "", "BOBA_WORKERS"),
     ([], {"BOBA_HOST": "0.0.0.0"}, "", "BOBA_VALIDATE_TWILIO"),
     ([], {}, "BOBA_MAX_CALLS=many\n", "BOBA_MAX_CALLS"),
     ([], {"BOBA_MENU": "missing.toml"}, "", "BOBA_MENU"),
@@ -143,3 +143,58 @@ def test_port_in_use_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         port = taken.getsockname()[1]
         assert main(["--port", str(port)], clean_env()) == 2
     assert capsys.readouterr().err.startswith("boba serve: BOBA_PORT: cannot listen on")
+
+
+@pytest.mark.slow
+def test_workers_share_the_port_the_store_and_the_event_ids(tmp_path: Path) -> None:
+    import trio
+
+    from boba_runtime.store import OrderStore
+    from tests.helpers.orders import draft
+
+    with boba_serve(tmp_path, "--port", "0", "--workers", "2") as shop:
+        base_url = shop.wait_for_banner()
+        assert "2 worker processes" in "".join(shop.stdout)
+        assert all(httpx.get(f"{base_url}/healthz", timeout=30).status_code == 200
+                   for _ in range(4))
+
+        async def orders_reach_every_stream() -> list[list[str]]:
+            lines: list[list[str]] = [[] for _ in range(4)]
+            async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+
+                async def listen(index: int, connected: trio.Event) -> None:
+                    # a fresh connection each, so the kernel spreads them over the workers
+                    async with (
+                        httpx.AsyncClient(base_url=base_url, timeout=30) as own,
+                        own.stream("GET", "/orders/events") as response,
+                    ):
+                        connected.set()
+                        async for line in response.aiter_lines():
+                            if line.startswith(("id:", "data:")):
+                                lines[index].append(line)
+                            if line.startswith("data:"):
+                                return
+
+                async with trio.open_nursery() as nursery:
+                    for index in range(4):
+                        connected = trio.Event()
+                        nursery.start_soon(listen, index, connected)
+                        await connected.wait()
+                    await trio.sleep(0.5)  # the handlers have subscribed
+                    store = await OrderStore.open(f"sqlite:///{tmp_path / 'boba.sqlite3'}")
+                    try:
+                        await store.commit_order(draft())  # another process commits
+                    finally:
+                        await store.aclose()
+                    with trio.fail_after(20):
+                        while not all(lines):
+                            await trio.sleep(0.05)
+                    nursery.cancel_scope.cancel()
+                assert (await client.get("/api/orders")).status_code == 200
+            return lines
+
+        lines = trio.run(orders_reach_every_stream)
+        assert len({tuple(found) for found in lines}) == 1  # same id and data everywhere
+        assert lines[0][0] == "id: 1" and '"order_created"' in lines[0][1]
+        shop.process.send_signal(signal.SIGTERM)
+        assert shop.process.wait(30) == 0
