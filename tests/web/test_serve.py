@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -198,3 +199,23 @@ def test_workers_share_the_port_the_store_and_the_event_ids(tmp_path: Path) -> N
         assert lines[0][0] == "id: 1" and '"order_created"' in lines[0][1]
         shop.process.send_signal(signal.SIGTERM)
         assert shop.process.wait(30) == 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl for a test cert")
+async def test_tls_when_cert_and_key_are_set(tmp_path: Path) -> None:
+    from tests.helpers.server import running_server
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    env = {"BOBA_TLS_CERT": str(cert), "BOBA_TLS_KEY": str(key)}
+    async with running_server(tmp_path / "shop", env) as server:
+        assert server.base_url.startswith("https://")
+        assert server.settings.public_url.startswith("https://")
+        assert server.settings.stream_url.startswith("wss://")
+        async with httpx.AsyncClient(verify=False) as client:
+            response = await client.get(f"{server.base_url}/healthz")
+        assert response.json() == {"status": "ok"}
