@@ -395,8 +395,8 @@ def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(flags, os.environ if environ is None else environ, ".env")
+        menu = load_menu(settings)  # checks without side effects first, then files
         secrets = load_secrets(settings)
-        menu = load_menu(settings)
         if settings.record_dir is not None:
             try:
                 os.makedirs(settings.record_dir, exist_ok=True)
