@@ -219,3 +219,32 @@ async def test_tls_when_cert_and_key_are_set(tmp_path: Path) -> None:
         async with httpx.AsyncClient(verify=False) as client:
             response = await client.get(f"{server.base_url}/healthz")
         assert response.json() == {"status": "ok"}
+
+
+def children_of(pid: int) -> list[str]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(stat_file.parent.name)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc for children")
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    with boba_serve(tmp_path, "--port", "0", "--workers", "2") as shop:
+        base_url = shop.wait_for_banner()
+        assert httpx.get(f"{base_url}/healthz", timeout=30).status_code == 200
+        pid = shop.process.pid
+        children = children_of(pid)
+        assert len(children) == 2
+        shop.process.kill()  # SIGKILL: no chance to forward anything
+        shop.process.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{c}").exists() for c in children)
