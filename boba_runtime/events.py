@@ -118,21 +118,25 @@ class Subscription:
                 self.cursor = received.id
                 return received
 
+    def _replay_done(self) -> None:
+        if self.state is SubscriptionState.REPLAYING:  # never revives a dropped one
+            self.state = SubscriptionState.LIVE
+
     async def _next_replayed(self) -> FeedEvent | None:
         if not self._replay_buffer:
             if self.cursor >= self.live_from:
-                self.state = SubscriptionState.LIVE
+                self._replay_done()
                 return None
             batch = await self._feed.source.events_after(self.cursor, limit=REPLAY_BATCH)
             self._replay_buffer = [e for e in batch if self.cursor < e.id <= self.live_from]
             self._replay_buffer.reverse()
             if not self._replay_buffer:
-                self.state = SubscriptionState.LIVE
+                self._replay_done()
                 return None
         event = self._replay_buffer.pop()
         self.cursor = event.id
         if not self._replay_buffer and self.cursor >= self.live_from:
-            self.state = SubscriptionState.LIVE
+            self._replay_done()
         return event
 
 

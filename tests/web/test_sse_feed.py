@@ -183,3 +183,28 @@ async def test_subscribe_new_skips_rows_the_feed_has_not_seen_yet(
         event = await sub.next_event(60)
         assert event is not None and event.id == 5
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_dropped_while_replaying_stays_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    table = FakeTable(5)
+    feed = EventFeed(table, client_buffer=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(feed.run)
+        sub = feed.subscribe(0)
+        assert (await sub.next_event(1)).id == 1  # type: ignore[union-attr]
+        for _ in range(3):  # overflow its live buffer while it is still replaying
+            table.append()
+        feed.notify()
+        await trio.sleep(1)
+        assert sub.dropped
+        replayed = []
+        with pytest.raises(trio.EndOfChannel):
+            while True:
+                event = await sub.next_event(1)
+                assert event is not None
+                replayed.append(event.id)
+        assert replayed == []  # ends at once; the client resumes from id 1 by reconnecting
+        assert sub.dropped
+        nursery.cancel_scope.cancel()
