@@ -353,8 +353,12 @@ class FakeAgentServer:
         session = FakeAgentSession(ws, headers)
         self.sessions.append(session)
         async with trio.open_nursery() as nursery:
-            if not await session._handshake(settings_timeout=5.0):
-                await ws.aclose(code=1008, reason="bad settings")
+            try:
+                if not await session._handshake(settings_timeout=5.0):
+                    await ws.aclose(code=1008, reason="bad settings")
+                    return
+            except trio_websocket.ConnectionClosed:
+                session.closed.set()  # the bridge left before sending Settings
                 return
             nursery.start_soon(session._reader)
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+import trio
 
 from boba_runtime.calls import (
     ENDED_MEMORY,
@@ -157,3 +158,27 @@ def test_call_config_from_default_settings(tmp_path) -> None:
     assert config.max_call_seconds == 120
     assert config.agent_settings.agent.think.provider.model == s.think_model
     assert config.caller == "" and config.call_sid == ""  # filled from each call's start
+
+
+async def test_local_agent_is_this_server_and_never_gets_the_deepgram_key(tmp_path) -> None:
+    import json as jsonlib
+
+    from boba_web.twilio_routes import agent_connector
+    from tests.fakes.fake_agent import fake_agent_server
+
+    async with fake_agent_server(path="/agent/local") as fake:
+        s = msgspec.structs.replace(
+            settings(tmp_path), agent_url="local", deepgram_api_key="dg-secret"
+        )
+        connect = agent_connector(s, {"server": ("127.0.0.1", fake.port)})
+        async with connect() as link:
+            assert jsonlib.loads(await link.receive())["type"] == "Welcome"
+        remote = msgspec.structs.replace(s, agent_url=fake.url.replace("/agent/local", "/x"))
+        async with agent_connector(remote, {"server": ("127.0.0.1", 1)})() as link:
+            await link.receive()
+        with trio.fail_after(3):
+            while len(fake.sessions) < 2:
+                await trio.sleep(0.01)
+        local_session, remote_session = fake.sessions
+        assert "authorization" not in local_session.headers
+        assert remote_session.headers["authorization"] == "Token dg-secret"
