@@ -22,17 +22,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
-from twilio.request_validator import (
+from twilio.request_validator import (  # type: ignore[import-untyped]
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
     RequestValidator,
     get_signature_algorithm,
 )
-from twilio.twiml.voice_response import VoiceResponse
+from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
 
 from boba_proto import twilio as tw
 from boba_runtime.agent_link import (
@@ -97,11 +97,15 @@ def after_twiml(outcome: CallOutcome | None) -> str:
 # --- signatures -------------------------------------------------------------------------------
 
 
+class HeaderLookup(Protocol):
+    def get(self, key: str, /) -> str | None: ...
+
+
 def signature_ok(
     settings: Settings,
     url: str,
     params: Mapping[str, Any],
-    headers: Mapping[str, str],
+    headers: HeaderLookup,
 ) -> bool:
     """`X-Twilio-Signature` of one request, per `BOBA_VALIDATE_TWILIO` (fail closed)."""
     if not settings.validate_twilio:
@@ -231,7 +235,7 @@ def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | No
         if not signature_ok(settings, settings.stream_url, {}, websocket.headers):
             log.warning("WS /twilio refused: bad or missing X-Twilio-Signature")
             return forbidden()
-        ws = websocket._get_current_object()
+        ws = websocket._get_current_object()  # type: ignore[attr-defined]
         await ws.accept()
         phone = QuartPhone(ws)
         connect = agent_connector(settings, ws.scope)
