@@ -134,6 +134,7 @@ async def test_full_order_reaches_store_and_sms(tmp_path: Path) -> None:
         assert session.settings is not None
         assert session.settings["audio"]["input"] == {"encoding": "linear16", "sample_rate": 48000}
         assert session.input_seconds() > 0
+        assert session.audio_message_sizes == {3840}  # 40 ms of linear16 at 48 kHz
         await session.wait_closed()
 
         # The goodbye was played before the hang-up: its mark came back.
@@ -426,3 +427,25 @@ async def test_caller_hanging_up_without_stop_ends_the_call(tmp_path: Path) -> N
         after = await line.after(sid, "+14155550199")
         assert after.says == [] and after.hangup
         assert await line.server.services.store.list_orders(status="all") == []
+
+
+async def test_call_length_limit_ends_politely(tmp_path: Path) -> None:
+    async def script(agent: FakeAgentSession) -> None:
+        with trio.fail_after(5):
+            while not any(m["type"] == "InjectAgentMessage" for m in agent.received_json):
+                await trio.sleep(0.05)
+        # Deepgram speaks the injected goodbye; the bridge hangs up once it has played.
+        await agent.say("Sorry, we've reached the time limit. Goodbye!", seconds=0.2)
+        await agent.closed.wait()
+
+    async with shop_line(tmp_path, script, BOBA_MAX_CALL_SECONDS="1") as line:
+        sid = make_call_sid(12)
+        with trio.fail_after(20):
+            started = trio.current_time()
+            async with line.dial(sid, "+14155550199") as stream:
+                await stream.closed.wait()
+            elapsed = trio.current_time() - started
+            after = await line.after(sid, "+14155550199")
+        assert 1.0 <= elapsed < 4.0
+        assert stream.played.marks_echoed[-1] == stream.played.marks_sent[-1]
+        assert after.says == [] and after.hangup  # a time limit is no failure
