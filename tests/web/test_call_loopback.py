@@ -449,3 +449,45 @@ async def test_call_length_limit_ends_politely(tmp_path: Path) -> None:
         assert 1.0 <= elapsed < 4.0
         assert stream.played.marks_echoed[-1] == stream.played.marks_sent[-1]
         assert after.says == [] and after.hangup  # a time limit is no failure
+
+
+async def test_validation_off_skips_signatures_but_still_checks_the_token(tmp_path: Path) -> None:
+    from tests.fakes.twilio_client import open_twilio_stream, parse_twiml, post_webhook
+
+    async with shop_line(
+        tmp_path, lambda agent: agent.closed.wait(), BOBA_VALIDATE_TWILIO="false"
+    ) as line:
+        sid = make_call_sid(13)
+        response = await post_webhook(
+            line.client,
+            server_url=line.server.base_url,
+            public_url=PUBLIC,
+            path="/voice",
+            params={"CallSid": sid, "From": "+14155550199"},
+            auth_token=None,
+        )
+        twiml = parse_twiml(response.text)
+        assert twiml.stream_url is not None
+        results = {}
+        for label, params in (
+            ("forged", dict(twiml.parameters, token="f" * 32)),
+            ("issued", twiml.parameters),
+        ):
+            with trio.fail_after(10):
+                async with open_twilio_stream(
+                    server_url=line.server.base_url,
+                    stream_url=twiml.stream_url,
+                    auth_token=None,
+                    call_sid=sid,
+                    parameters=params,
+                ) as stream:  # unsigned handshake: accepted with validation off
+                    await stream.send_connected()
+                    await stream.send_start()
+                    if label == "issued":
+                        while not line.agent.sessions:
+                            await trio.sleep(0.02)
+                        await stream.send_stop()
+                    await stream.closed.wait()
+            results[label] = stream.close_code
+        assert results == {"forged": 1008, "issued": 1000}
+        assert len(line.agent.sessions) == 1  # only the call with the issued token
