@@ -13,8 +13,10 @@ Inputs (the `CallEvent` union)
         binary frame; `AgentConnected()` once the agent socket is open (before or after
         Twilio `start`); `AgentLost(reason)` when it could not be reached or dropped.
     Runtime: `TimerFired(name)` for a timer the session asked for, `CallerHungUp()` when the
-        Twilio socket closed without `stop`, and `model.OrderCommitted | OrdersFound |
-        EffectFailed` for effects the session requested.
+        Twilio socket closed without `stop`, `CallerText(text)` for words the caller typed
+        (the `/phone/ws` softphone and `boba call`: sent to the agent as
+        `InjectUserMessage`, held until `SettingsApplied`), and
+        `model.OrderCommitted | OrdersFound | EffectFailed` for effects the session requested.
 
 Outputs (the `Action` union)
     `SendToTwilio(text, kind)`: a text frame already `twilio.encode`d. `kind` is MEDIA, MARK
@@ -103,6 +105,7 @@ __all__ = [
     "CallSession",
     "CallState",
     "CallerHungUp",
+    "CallerText",
     "CancelTimer",
     "EndCall",
     "EndReason",
@@ -187,7 +190,21 @@ class CallerHungUp(_RuntimeEventBase, tag="caller_hung_up", frozen=True, kw_only
     """The Twilio socket closed without a `stop`."""
 
 
-RuntimeEvent = AgentConnected | AgentLost | AgentAudio | TimerFired | TwilioMalformed | CallerHungUp
+class CallerText(_RuntimeEventBase, tag="caller_text", frozen=True, kw_only=True):
+    """Words the caller typed instead of saying them (CONTRACT §9 `{"event": "text"}`)."""
+
+    text: str
+
+
+RuntimeEvent = (
+    AgentConnected
+    | AgentLost
+    | AgentAudio
+    | TimerFired
+    | TwilioMalformed
+    | CallerHungUp
+    | CallerText
+)
 
 CallEvent = (
     twilio.TwilioEvent
@@ -368,8 +385,9 @@ class CallSession:
         self._answered: set[str] = set()
         self._cancelled: set[str] = set()
         self._awaiting_effect: dict[str, agent.FunctionCall] = {}
-        # dtmf
+        # dtmf, and typed words (both wait for SettingsApplied)
         self._digits: list[str] = []
+        self._typed: list[str] = []
 
     # --- visible state ----------------------------------------------------------------------
 
@@ -420,6 +438,8 @@ class CallSession:
                 return self._on_start(event)
             case twilio.Dtmf():
                 return self._on_dtmf(event)
+            case CallerText(text=text):
+                return self._on_caller_text(text)
             case twilio.Stop() | CallerHungUp():
                 return self._close(EndReason.COMPLETED)
             case twilio.Connected():
@@ -507,6 +527,16 @@ class CallSession:
         self._digits.append(digit)
         return [StartTimer(name=TIMER_DTMF, seconds=DTMF_PAUSE_SECONDS)]
 
+    def _on_caller_text(self, text: str) -> list[Action]:
+        if self._state is CallState.AWAITING_START:
+            return self._malformed("text before start")
+        if not text.strip():
+            return []
+        if self._state not in _AUDIO_FLOWS:
+            self._typed.append(text)  # sent once the agent applied Settings
+            return []
+        return [SendToAgent(text=agent.encode(agent.InjectUserMessage(content=text)))]
+
     def _flush_digits(self) -> list[Action]:
         if not self._digits or self._state not in _AUDIO_FLOWS:
             return []  # before SettingsApplied the digits wait (see _on_agent_message)
@@ -561,6 +591,10 @@ class CallSession:
                     return []
                 self._state = CallState.CONVERSING
                 actions: list[Action] = [CancelTimer(name=TIMER_SETTINGS)]
+                for typed in self._typed:
+                    inject = agent.InjectUserMessage(content=typed)
+                    actions.append(SendToAgent(text=agent.encode(inject)))
+                self._typed.clear()
                 if self._digits:
                     actions.append(StartTimer(name=TIMER_DTMF, seconds=DTMF_PAUSE_SECONDS))
                 return actions

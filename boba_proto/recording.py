@@ -40,6 +40,7 @@ from boba_proto.call import (
     AgentLost,
     CallConfig,
     CallerHungUp,
+    CallerText,
     CallEvent,
     CallSession,
     SendAgentAudio,
@@ -134,6 +135,7 @@ _InputRecord = (
     | TimerFired
     | TwilioMalformed
     | CallerHungUp
+    | CallerText
     | model.OrderCommitted
     | model.OrdersFound
     | model.EffectFailed

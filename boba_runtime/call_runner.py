@@ -151,6 +151,10 @@ Authorize = Callable[[twilio.Start], str | None]
 Observe = Callable[[Action], None]
 """Sees every observation action (Transcript, FunctionCalled, ...), e.g. for a softphone."""
 
+DecodePhone = Callable[[str | bytes], CallEvent]
+"""Turns one phone-side frame into an input of the core; raises `RemoteProtocolError`.
+`twilio.decode` for Twilio; `/phone/ws` adds its `text` event (`CallerText`)."""
+
 
 @dataclass
 class CallReport:
@@ -235,8 +239,10 @@ class _Call:
         connect_agent: AgentConnector,
         authorize: Authorize | None,
         observe: Observe | None,
+        decode_phone: DecodePhone = twilio.decode,
     ) -> None:
         self.phone = phone
+        self.decode_phone = decode_phone
         self.deps = deps
         self.connect_agent = connect_agent
         self.authorize = authorize
@@ -443,7 +449,7 @@ class _Call:
                     self.feed(CallerHungUp())
                     return
                 try:
-                    event = twilio.decode(frame)
+                    event = self.decode_phone(frame)
                 except RemoteProtocolError as exc:
                     self.report.malformed += 1
                     log.info("call %s: skipped a frame: %s", self.report.call_sid, exc.message)
@@ -585,15 +591,19 @@ async def run_call(
     *,
     authorize: Authorize | None = None,
     observe: Observe | None = None,
+    decode_phone: DecodePhone = twilio.decode,
 ) -> CallReport:
     """Run one call until it ends; returns how it went. Never raises for a peer's fault.
 
     The phone side must already be accepted. `authorize` sees the `start` event before
     any agent connection is opened (the per-call token check); a refused call is closed
-    with 1008 and never reaches the agent. The phone socket is closed when the call ends
-    (that is what makes Twilio fetch `/voice/after`), the agent socket within 2 s.
+    with 1008 and never reaches the agent. `observe` sees every observation action
+    (transcripts, function calls); `decode_phone` reads the phone side's frames (the
+    `/phone/ws` softphone adds a `text` event to Twilio's). The phone socket is closed
+    when the call ends (that is what makes Twilio fetch `/voice/after`), the agent socket
+    within 2 s.
     """
-    call = _Call(phone, deps, connect_agent, authorize, observe)
+    call = _Call(phone, deps, connect_agent, authorize, observe, decode_phone)
     try:
         async with trio.open_nursery() as link_nursery:
             call.link_nursery = link_nursery

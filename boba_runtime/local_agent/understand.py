@@ -46,6 +46,8 @@ _NEGATORS: Final = frozenset({"no", "without", "hold", "minus", "skip", "remove"
 _SWEET_WORDS: Final = frozenset({"sweet", "sugar", "sweetness", "sweetened", "sugars"})
 _JOINERS: Final = frozenset({"and", "or", "nor", "also", "plus"})
 _TOPPING_LEADS: Final = frozenset({"with", "add", "extra", "and", "plus", "some", "also", "top"})
+_ORDER_LEADS: Final = frozenset({"a", "an", "one", "some", "two", "three"})
+_DRINK_NOUNS: Final = frozenset({"tea", "teas", "milk", "drink", "drinks", "cup", "cups"})
 _NEW_DRINK_LEADS: Final = frozenset({"another", "and", "also", "plus", "then"})
 
 # Words that carry no menu meaning; anything else that is not a menu phrase is "unknown".
@@ -601,16 +603,17 @@ def _drink(
     seen_flavor = False
     seen_entity = False
 
-    def close_run() -> None:
+    def close_run(following: str = "") -> None:
         nonlocal run
         if not run:
             return
         phrase = " ".join(run)
+        asked_for = utt.ordering or run_lead in _ORDER_LEADS or following in _DRINK_NOUNS
         if run_lead in _NEGATORS or run_lead in ("not", "dont"):
             pass  # "no cheese foam": we don't put it in anyway
         elif run_lead in _TOPPING_LEADS or seen_flavor:
             spec.unknown_toppings.append(phrase)
-        elif not seen_entity and spec.flavor is None:
+        elif not seen_entity and spec.flavor is None and asked_for:
             spec.unknown_flavor = phrase
         else:
             utt.unknown.append(phrase)
@@ -662,7 +665,7 @@ def _drink(
                 run_lead = tokens[k - 1].text if k > 0 else ""
             run.append(t.text)
             continue
-        close_run()
+        close_run(t.text)
     close_run()
     # "taro milk tea, no boba": a removal with nothing to remove from is "none of it".
     return spec

@@ -1,0 +1,61 @@
+"""`WS /agent/local`: the built-in local agent (CONTRACT §9), for `BOBA_AGENT_URL=local`.
+
+The bridge reaches it exactly as it reaches Deepgram: a WebSocket speaking the Voice Agent
+protocol (`boba_runtime.local_agent.server`). It is meant for this host only: a peer that
+is not a loopback address, or a request that came through a proxy (any forwarding
+header), is refused with 403 before the socket is accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from typing import Any
+
+from quart import Response, websocket
+from quart_trio import QuartTrio
+
+from boba_runtime.local_agent.server import serve_local_agent
+
+try:  # quart >= 0.23 raises this from receive() when the peer leaves
+    from quart.wrappers.base import ClientDisconnectedError  # type: ignore[attr-defined]
+except ImportError:  # quart <= 0.22 cancels the handler instead
+
+    class ClientDisconnectedError(Exception):  # type: ignore[no-redef]
+        """Never raised on quart 0.22."""
+
+
+log = logging.getLogger(__name__)
+
+PATH = "/agent/local"
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+
+
+def from_this_host(scope: dict[str, Any], headers: Any) -> bool:
+    """True for a direct connection from a loopback address (no proxy in between)."""
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        loopback = ipaddress.ip_address(str(client[0]).strip("[]")).is_loopback
+    except ValueError:
+        return False
+    return loopback and not any(headers.get(name) for name in FORWARDING_HEADERS)
+
+
+def register_local_agent_route(app: QuartTrio, services: Any) -> None:
+    menu = services.menu
+
+    @app.websocket(PATH)
+    async def local_agent() -> Response | None:
+        ws = websocket._get_current_object()
+        if not from_this_host(ws.scope, ws.headers):
+            log.warning("WS %s refused: not a direct connection from this host", PATH)
+            return Response("Forbidden: the local agent serves this host only\n", 403,
+                            mimetype="text/plain")
+        await ws.accept()
+        with contextlib.suppress(ClientDisconnectedError):
+            await serve_local_agent(ws, menu)
+            await ws.close(1000)
+        return None
