@@ -54,6 +54,11 @@ class CallsFull(Exception):
     """Every slot is taken: the caller gets the busy message."""
 
 
+class StreamAlreadyRunning(CallsFull):
+    """A second stream for a call whose stream is running (Twilio opens one per call, so
+    this is a replayed handshake and TwiML): refused like a call with no free slot."""
+
+
 class CallRegistry:
     """Active and announced calls of this process, and outcomes of recent ones.
 
@@ -75,7 +80,7 @@ class CallRegistry:
         self._secret_key = secret_key
         self._clock = clock
         self._pending: dict[str, float] = {}  # call sid -> expiry
-        self._active: dict[str, int] = {}  # call sid -> number of live streams
+        self._active: dict[str, int] = {}  # call sid -> live streams (at most one)
         self._anonymous_active = 0  # calls without a Twilio CallSid (softphone, tests)
         self._ended: OrderedDict[str, tuple[CallOutcome, float]] = OrderedDict()
 
@@ -120,6 +125,8 @@ class CallRegistry:
         never announced (softphone, `boba call`) is admitted only if there is room.
         """
         self._expire_pending()
+        if call_sid and call_sid in self._active:
+            raise StreamAlreadyRunning(f"a stream for call {call_sid} is already running")
         if call_sid:
             known = call_sid in self._pending or call_sid in self._active
             if not known and self.load >= self.max_calls:

@@ -491,3 +491,30 @@ async def test_validation_off_skips_signatures_but_still_checks_the_token(tmp_pa
             results[label] = stream.close_code
         assert results == {"forged": 1008, "issued": 1000}
         assert len(line.agent.sessions) == 1  # only the call with the issued token
+
+
+async def test_replayed_stream_of_a_running_call_is_refused(tmp_path: Path) -> None:
+    from tests.fakes.twilio_client import open_twilio_stream
+
+    async with shop_line(tmp_path, lambda agent: agent.closed.wait()) as line:
+        sid = make_call_sid(14)
+        with trio.fail_after(15):
+            async with line.dial(sid, "+14155550199") as first:
+                while not line.agent.sessions:
+                    await trio.sleep(0.02)
+                # Someone who captured the TwiML (token included) opens a second stream.
+                async with open_twilio_stream(
+                    server_url=line.server.base_url,
+                    stream_url=f"{PUBLIC.replace('https', 'wss')}/twilio",
+                    auth_token=line.auth_token,
+                    call_sid=sid,
+                    parameters=first.parameters,
+                ) as second:
+                    await second.send_connected()
+                    await second.send_start()
+                    await second.closed.wait()
+                assert second.close_code == 1013
+                assert not first.closed.is_set()  # the real call goes on
+                await first.send_stop()
+                await first.closed.wait()
+        assert len(line.agent.sessions) == 1

@@ -182,3 +182,17 @@ async def test_local_agent_is_this_server_and_never_gets_the_deepgram_key(tmp_pa
         local_session, remote_session = fake.sessions
         assert "authorization" not in local_session.headers
         assert remote_session.headers["authorization"] == "Token dg-secret"
+
+
+def test_a_second_stream_for_a_running_call_is_refused() -> None:
+    from boba_runtime.calls import StreamAlreadyRunning
+
+    calls, _ = registry(5)
+    calls.reserve("CA1")
+    with calls.active("CA1"):
+        with pytest.raises(StreamAlreadyRunning), calls.active("CA1"):
+            pass
+        assert calls.active_count == 1
+    with calls.active("CA1"):  # once it is over, the call may stream again
+        pass
+    assert calls.active_count == 0
