@@ -518,3 +518,21 @@ async def test_replayed_stream_of_a_running_call_is_refused(tmp_path: Path) -> N
                 await first.send_stop()
                 await first.closed.wait()
         assert len(line.agent.sessions) == 1
+
+
+async def test_twilio_call_with_the_local_agent(tmp_path: Path) -> None:
+    """BOBA_AGENT_URL=local: the very same bridge reaches this server's /agent/local."""
+    async with shop_line(
+        tmp_path, lambda agent: agent.closed.wait(), BOBA_AGENT_URL="local"
+    ) as line:
+        sid = make_call_sid(15)
+        with trio.fail_after(15):
+            async with line.dial(sid, "+14155550199") as stream:
+                while stream.played.media_bytes == 0 or not stream.played.marks_echoed:
+                    await trio.sleep(0.05)  # the local agent's greeting cue has played
+                await stream.send_stop()
+                await stream.closed.wait()
+            after = await line.after(sid, "+14155550199")
+        assert after.says == [] and after.hangup
+        assert line.agent.sessions == []  # the fake agent was not used
+        assert stream.played.errors == []
