@@ -122,8 +122,13 @@ async def open_agent_link(
     max_message_bytes: int,
     connect_timeout: float = CONNECT_TIMEOUT_S,
     close_timeout: float = CLOSE_TIMEOUT_S,
+    verify_tls: bool = True,
 ) -> AsyncIterator[AgentConnection]:
-    """Connect to the agent at `url`; close within `close_timeout` on exit (also on cancel)."""
+    """Connect to the agent at `url`; close within `close_timeout` on exit (also on cancel).
+
+    `verify_tls=False` is only for the local agent: our own server on a loopback address,
+    whose certificate names the public host, not 127.0.0.1.
+    """
     parts = urlsplit(url)
     if parts.scheme not in {"ws", "wss"}:
         raise AgentUnreachable(f"agent URL must be ws:// or wss://, got {parts.scheme}://")
@@ -137,7 +142,7 @@ async def open_agent_link(
                     ws = await trio_websocket.connect_websocket_url(
                         nursery,
                         url,
-                        ssl_context=ssl.create_default_context() if parts.scheme == "wss" else None,
+                        ssl_context=_tls_context(verify_tls) if parts.scheme == "wss" else None,
                         extra_headers=auth_headers(api_key),
                         message_queue_size=16,
                         max_message_size=max_message_bytes,
@@ -162,6 +167,14 @@ async def open_agent_link(
         raise sole from None
     if failure is not None:
         raise failure
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _unreachable(exc: BaseException, *, netloc: str, connect_timeout: float) -> AgentUnreachable:
@@ -191,6 +204,7 @@ def websocket_connector(
     max_message_bytes: int,
     connect_timeout: float = CONNECT_TIMEOUT_S,
     close_timeout: float = CLOSE_TIMEOUT_S,
+    verify_tls: bool = True,
 ) -> AgentConnector:
     """An `AgentConnector` that opens one WebSocket per call to `url`."""
 
@@ -201,6 +215,7 @@ def websocket_connector(
             max_message_bytes=max_message_bytes,
             connect_timeout=connect_timeout,
             close_timeout=close_timeout,
+            verify_tls=verify_tls,
         )
 
     return connect

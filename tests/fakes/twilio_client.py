@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import ssl
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import AsyncIterator
@@ -324,6 +325,7 @@ async def open_twilio_stream(
     stream_sid: str | None = None,
     signature: str | None = None,
     max_message_size: int = 1 << 20,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[TwilioStream]:
     """Connect like Twilio (handshake signed over the TwiML's stream URL), then run the
     reader and the player until the block ends."""
@@ -334,6 +336,7 @@ async def open_twilio_stream(
         headers.append((b"X-Twilio-Signature", signature.encode()))
     async with trio_websocket.open_websocket_url(
         stream_target(server_url, stream_url),
+        ssl_context,
         extra_headers=headers,
         max_message_size=max_message_size,
         message_queue_size=64,
@@ -390,6 +393,7 @@ async def dial(
     call_sid: str,
     caller: str,
     audio: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[TwilioStream]:
     """A whole incoming call as Twilio places it: signed `/voice`, then the media stream
     (`connected`, `start` with the TwiML's parameters, caller audio every 20 ms)."""
@@ -410,6 +414,7 @@ async def dial(
         auth_token=auth_token,
         call_sid=call_sid,
         parameters=twiml.parameters,
+        ssl_context=ssl_context,
     ) as stream:
         await stream.send_connected()
         await stream.send_start()

@@ -3,6 +3,9 @@ API and a client that behaves like Twilio (CONTRACT §3, §5; issue 7 point 5)."
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,12 +35,18 @@ class Line:
     agent: FakeAgentServer
     rest: FakeTwilioRest
     client: httpx.AsyncClient
+    tls: bool = False
 
     @property
     def auth_token(self) -> str:
         return self.rest.auth_token
 
     def dial(self, call_sid: str, caller: str, **kw: Any) -> Any:
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            kw.setdefault("ssl_context", context)
         return dial(
             self.client,
             server_url=self.server.base_url,
@@ -63,8 +72,37 @@ class Line:
 async def shop_line(
     tmp_path: Path,
     script: Callable[[FakeAgentSession], Any],
+    *,
+    tls: bool = False,
     **env: str,
 ) -> AsyncIterator[Line]:
+    """The shop (optionally serving HTTPS/WSS itself with a certificate for the public
+    host, as in production), wired to the fake agent and the fake Twilio REST API."""
+    client_options: dict[str, Any] = {}
+    if tls:
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=boba.example.com",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        env = {"BOBA_TLS_CERT": str(cert), "BOBA_TLS_KEY": str(key), **env}
+        client_options["verify"] = False  # Twilio would see the real certificate
     with FakeTwilioRest() as rest:
         async with fake_agent_server(script) as agent:
             settings_env = {
@@ -79,9 +117,9 @@ async def shop_line(
             settings_env.update(env)
             async with (
                 running_server(tmp_path, settings_env) as server,
-                httpx.AsyncClient() as client,
+                httpx.AsyncClient(**client_options) as client,
             ):
-                yield Line(server=server, agent=agent, rest=rest, client=client)
+                yield Line(server=server, agent=agent, rest=rest, client=client, tls=tls)
 
 
 def drink(flavor: str, *toppings: str, sweetness: str = "50%", ice: str = "regular ice") -> dict:
@@ -536,3 +574,22 @@ async def test_twilio_call_with_the_local_agent(tmp_path: Path) -> None:
         assert after.says == [] and after.hangup
         assert line.agent.sessions == []  # the fake agent was not used
         assert stream.played.errors == []
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl for a test cert")
+async def test_tls_shop_reaches_its_local_agent(tmp_path: Path) -> None:
+    """BOBA_TLS_CERT with a certificate for the public host: Twilio's wss:// stream works,
+    and the bridge still reaches the local agent on 127.0.0.1 (wss, no name check)."""
+    async with shop_line(
+        tmp_path, lambda agent: agent.closed.wait(), tls=True, BOBA_AGENT_URL="local"
+    ) as line:
+        assert line.server.base_url.startswith("https://")
+        sid = make_call_sid(16)
+        with trio.fail_after(15):
+            async with line.dial(sid, "+14155550199") as stream:
+                while not stream.played.marks_echoed:
+                    await trio.sleep(0.05)  # the local agent's greeting cue has played
+                await stream.send_stop()
+                await stream.closed.wait()
+            after = await line.after(sid, "+14155550199")
+        assert after.says == [] and after.hangup
