@@ -14,6 +14,7 @@ from boba_web.api import register_api
 from boba_web.errors import register_error_handlers
 from boba_web.local_agent_route import register_local_agent_route
 from boba_web.pages import register_pages
+from boba_web.phone_routes import register_phone_routes
 from boba_web.sse import register_sse
 from boba_web.twilio_routes import register_twilio_routes
 
@@ -38,5 +39,6 @@ def create_app(services: Services) -> QuartTrio:
     register_pages(app, services)
     register_twilio_routes(app, services)
     register_local_agent_route(app, services)
+    register_phone_routes(app, services)
     # Other features register here, one line each: register_x(app, services).
     return app

@@ -429,7 +429,8 @@ class LocalDialogue:
         for spec in drinks:
             queue.extend(replace(spec, quantity=1) for _ in range(max(1, spec.quantity)))
         if self._partial is not None and queue:
-            queue[0] = _merge(self._partial, queue[0])
+            if queue[0].changes_only:
+                queue[0] = _merge(self._partial, queue[0])
             self._partial = None
         if queue and queue[0].changes_only:
             self._partial = queue[0]
@@ -455,6 +456,10 @@ class LocalDialogue:
             return
         self._queue.clear()
         self._note_offer("stage", spec, None)
+        if spec.flavor and not spec.unknown_flavor:
+            # "black milk tea with cheese foam" refused: "egg pudding then" still means
+            # the black milk tea. A drink said with a flavor starts afresh.
+            self._partial = replace(spec, unknown_toppings=[])
         yield Say(str(result.get("error", "Sorry, I couldn't add that.")))
 
     def _update_pending(self, spec: DrinkSpec) -> Turn:
