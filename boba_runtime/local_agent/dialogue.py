@@ -429,7 +429,9 @@ class LocalDialogue:
         for spec in drinks:
             queue.extend(replace(spec, quantity=1) for _ in range(max(1, spec.quantity)))
         if self._partial is not None and queue:
-            if queue[0].changes_only:
+            # A drink waiting for its flavor takes the flavor now; a refused drink's
+            # rest (it has a flavor) only completes words that name none.
+            if queue[0].changes_only or self._partial.flavor is None:
                 queue[0] = _merge(self._partial, queue[0])
             self._partial = None
         if queue and queue[0].changes_only:

@@ -123,7 +123,7 @@ _CHANGE: Final = (
     ("make", "this"), ("can", "it", "be"), ("wait",),
 )
 _NEW_DRINK: Final = (("another",), ("also",), ("one", "more"), ("plus",), ("add", "a"),
-                     ("add", "an"), ("and", "a"), ("and", "an"), ("second", "drink"),
+                     ("add", "an"), ("and", "a"), ("and", "an"), ("a", "second"),
                      ("next", "drink"), ("next", "one"), ("as", "well"))
 _ORDER_WORDS: Final = (("can", "i", "get"), ("can", "i", "have"), ("id", "like"),
                        ("i", "would", "like"), ("i", "want"), ("give", "me"), ("order",),
