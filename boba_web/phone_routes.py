@@ -217,7 +217,7 @@ def register_phone_routes(app: QuartTrio, services: Any) -> None:
         await ws.accept()
         call_sid = f"PH{uuid.uuid4().hex}"
         phone = SoftPhone(QuartPhone(ws))
-        connect = agent_connector(settings, ws.scope)
+        connect = agent_connector(settings, ws.scope, services.menu)
 
         def decode(frame: str | bytes) -> CallEvent:
             return decode_phone_frame(frame, call_sid=call_sid)

@@ -166,9 +166,16 @@ class QuartPhone:
             await self._ws.close(code, reason)
 
 
-def agent_connector(settings: Settings, scope: Mapping[str, Any]) -> AgentConnector:
-    """Deepgram (or a fake) from `BOBA_AGENT_URL`; `local` = this server's `/agent/local`."""
+def agent_connector(
+    settings: Settings, scope: Mapping[str, Any], menu: Any = None
+) -> AgentConnector:
+    """Deepgram (or a fake) from `BOBA_AGENT_URL`; `local` = this server's `/agent/local`
+    (in process when serving TLS: our certificate names the public host, not 127.0.0.1)."""
     url = settings.agent_url
+    if url == "local" and settings.tls_enabled and menu is not None:
+        from boba_runtime.local_agent.server import in_process_connector
+
+        return in_process_connector(menu)
     if url == "local":
         host, port = scope.get("server") or (settings.host, settings.port)
         url = local_agent_url(str(host), int(port), tls=settings.tls_enabled)
@@ -241,7 +248,7 @@ def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | No
         ws = websocket._get_current_object()  # type: ignore[attr-defined]
         await ws.accept()
         phone = QuartPhone(ws)
-        connect = agent_connector(settings, ws.scope)
+        connect = agent_connector(settings, ws.scope, services.menu)
         # quart 0.23: a caller who leaves shows up as ClientDisconnectedError (turned into
         # PhoneClosed by QuartPhone); quart 0.22 cancels this handler. run_call cleans up
         # in `finally` either way.

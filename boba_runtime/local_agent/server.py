@@ -24,8 +24,9 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import Callable
-from typing import Final, Protocol
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final, Protocol
 
 import numpy as np
 import trio
@@ -35,7 +36,13 @@ from boba_proto.errors import LocalProtocolError, RemoteProtocolError
 from boba_proto.menu import Menu
 from boba_runtime.local_agent.dialogue import LocalDialogue, Say, Step
 
-__all__ = ["LocalAgentSession", "serve_local_agent", "tone_cue"]
+__all__ = [
+    "InProcessAgentConnection",
+    "LocalAgentSession",
+    "in_process_connector",
+    "serve_local_agent",
+    "tone_cue",
+]
 
 log = logging.getLogger(__name__)
 
@@ -237,3 +244,68 @@ async def serve_local_agent(
         for frame in replies:
             await socket.send(frame)
         await trio.lowlevel.checkpoint()
+
+
+# --- in-process, for when the loopback socket cannot be used ---------------------------------
+
+IN_PROCESS_BUFFER: Final = 256
+"""Frames the local agent may have ready for the bridge; more means the bridge is stuck."""
+
+
+class InProcessAgentConnection:
+    """An `agent_link.AgentConnection` to a `LocalAgentSession` in this process: the same
+    frames as over `/agent/local`, without the socket (used when the server's own TLS
+    certificate, issued for the public name, cannot be verified on 127.0.0.1)."""
+
+    def __init__(self, session: LocalAgentSession) -> None:
+        self._session = session
+        self._send, self._receive = trio.open_memory_channel[Outgoing](IN_PROCESS_BUFFER)
+        self._push(session.start())
+
+    def _push(self, frames: list[Outgoing]) -> None:
+        from boba_runtime.agent_link import AgentClosed
+
+        try:
+            for frame in frames:
+                self._send.send_nowait(frame)
+        except trio.WouldBlock:
+            self._send.close()
+            raise AgentClosed("the bridge stopped reading the local agent") from None
+        except trio.ClosedResourceError:
+            raise AgentClosed("local agent connection closed") from None
+        if self._session.closed:
+            self._send.close()  # the Error goes out, then the connection ends
+
+    async def receive(self) -> str | bytes:
+        from boba_runtime.agent_link import AgentClosed
+
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise AgentClosed("local agent connection closed") from None
+
+    async def send(self, data: str | bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        if isinstance(data, bytes):
+            self._push(self._session.on_audio(data))
+        else:
+            self._push(self._session.on_text(data))
+
+    async def aclose(self) -> None:
+        self._send.close()
+        self._receive.close()
+        await trio.lowlevel.checkpoint()
+
+
+def in_process_connector(menu: Menu) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """An `AgentConnector` that talks to a fresh `LocalAgentSession` per call, in process."""
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[InProcessAgentConnection]:
+        connection = InProcessAgentConnection(LocalAgentSession(menu))
+        try:
+            yield connection
+        finally:
+            await connection.aclose()
+
+    return connect
