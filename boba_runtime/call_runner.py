@@ -127,6 +127,10 @@ class CallRecorderLike(Protocol):
         """Write buffered lines now and then, until cancelled."""
         ...
 
+    async def flush(self) -> None:
+        """Write buffered lines now."""
+        ...
+
     async def aclose(self) -> None:
         """Write what is left (nothing at all if `begin` never came)."""
         ...
@@ -625,6 +629,10 @@ async def run_call(
                 if not call.ended:
                     call.end(EndReason.COMPLETED)
                 call._stop()
+                if call.recorder is not None:
+                    # The file is complete by the time Twilio (or a test) hears the end.
+                    with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                        await call.recorder.flush()
                 await call.close_phone()
     except Exception:
         # Our own bug: the caller should hear the apology rather than silence.
@@ -634,12 +642,12 @@ async def run_call(
             deps.registry.record_end(call.report.call_sid, CallOutcome.FAILED)
     finally:
         call.ended = True
-        call.slot.close()
-        if call.metrics_started and deps.metrics is not None:
-            deps.metrics.call_ended(trio.current_time() - call.t0)
         if call.recorder is not None:
             with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
                 await call.recorder.aclose()
+        call.slot.close()  # last: a free slot means this call is completely over
+        if call.metrics_started and deps.metrics is not None:
+            deps.metrics.call_ended(trio.current_time() - call.t0)
     call.report.malformed = call.session.malformed_count or call.report.malformed
     return call.report
 

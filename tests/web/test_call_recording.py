@@ -31,6 +31,9 @@ async def test_recorded_loopback_call_replays_exactly(tmp_path: Path, capsys) ->
                 await stream.send_dtmf("7")  # DTMF and its timer are recorded too
                 await stream.closed.wait()
         await line.after(sid, "+14155550199")
+        with trio.fail_after(5):
+            while line.server.services.calls.active_count:
+                await trio.sleep(0.01)  # the call is completely over, its file closed
 
         files = sorted(record_dir.glob("*.jsonl"))
         assert [f.name.split("-", 1)[1] for f in files] == [f"{sid}.jsonl"]
