@@ -252,6 +252,17 @@ class LocalDialogue:
         if u.cart_question and not u.has_drink:
             yield from self._read_cart()
             return
+        if u.payment_question and not u.has_drink:
+            yield Say(f"I can't take payments on this line. {self._prompt()}")
+            return
+        vague = next((d for d in u.drinks if d.vague_sweetness and not d.sweetness), None)
+        if vague is not None and phase is not DialoguePhase.PLACED:
+            levels = _spoken_list(list(self.menu.sweetness_levels), "or")
+            rest = replace(vague, vague_sweetness=False)
+            if phase is not DialoguePhase.CONFIRMING_DRINK and rest.has_content:
+                self._partial = rest  # the rest waits for the level
+            yield Say(f"How sweet would you like it? We do {levels}.")
+            return
         if phase is DialoguePhase.PLACED:
             yield from self._after_placed(u)
             return

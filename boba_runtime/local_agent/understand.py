@@ -108,7 +108,7 @@ _CART_Q: Final = (
     ("what", "did", "i", "order"), ("whats", "my", "order"), ("what", "is", "my", "order"),
     ("my", "total"), ("the", "total"), ("how", "much", "is", "it"),
     ("how", "much", "do", "i", "owe"), ("what", "do", "i", "have"),
-    ("whats", "the", "total"), ("what", "is", "the", "total"),
+    ("whats", "the", "total"), ("what", "is", "the", "total"), ("what", "do", "i", "owe"),
 )
 _NEVERMIND: Final = (
     ("never", "mind"), ("nevermind",), ("forget", "it"), ("scratch", "that"),
@@ -130,6 +130,10 @@ _ORDER_WORDS: Final = (("can", "i", "get"), ("can", "i", "have"), ("id", "like")
                        ("get", "me"), ("ill", "have"), ("ill", "take"), ("lemme", "get"),
                        ("let", "me", "get"), ("gimme",), ("could", "i", "get"),
                        ("may", "i", "have"), ("i", "need"), ("id", "love"), ("want",))
+_PAYMENT_Q: Final = (("pay",), ("payment",), ("card",), ("credit",), ("cash",), ("venmo",),
+                     ("apple", "pay"))
+_VAGUE_SWEET_LEADS: Final = frozenset({"extra", "more", "less", "very", "lightly", "slightly",
+                                       "little", "too", "super", "really", "not"})
 _AVAILABLE_Q: Final = (("do", "you", "have"), ("do", "you", "sell"), ("do", "you", "make"),
                        ("do", "you", "do"), ("do", "you", "guys", "have"), ("is", "there"),
                        ("have", "you", "got"), ("can", "you", "make"))
@@ -144,6 +148,7 @@ _INTENT_WORDS: Final = frozenset(
     "first", "second", "third", "put", "hundred", "oh", "thousand", "not", "dont", "didnt",
     "doesnt", "isnt", "want", "add", "less", "more", "ice", "iced", "sugar", "sweet",
     "sweetness", "level", "toppings", "topping", "addon", "addons", "ons", "extra", "plus",
+    "sweeter", "sugary", "owe", "pay", "payment", "card", "credit", "cash",
 })
 
 
@@ -388,6 +393,7 @@ class DrinkSpec:
     no_addons: list[str] = field(default_factory=list)
     sweetness: str | None = None  # canonical, or what was said when it is not a level
     ice: str | None = None
+    vague_sweetness: bool = False  # "extra sweet", "less sugar": which level, though?
     quantity: int = 1
 
     @property
@@ -395,7 +401,7 @@ class DrinkSpec:
         return bool(
             self.flavor or self.unknown_flavor or self.toppings or self.unknown_toppings
             or self.no_toppings or self.clear_toppings or self.addons or self.no_addons
-            or self.sweetness or self.ice
+            or self.sweetness or self.ice or self.vague_sweetness
         )
 
     @property
@@ -424,6 +430,7 @@ class Utterance:
     change: bool = False
     new_drink: bool = False
     ordering: bool = False
+    payment_question: bool = False
     announced_count: int | None = None
     position: int | None = None  # "the second one" (0-based); -1 = the last one
     digits: str = ""  # every digit said, in order
@@ -527,6 +534,7 @@ def understand(lexicon: Lexicon, text: str) -> Utterance:
     utt.change = _has(plain, _CHANGE)
     utt.new_drink = _has(plain, _NEW_DRINK)
     utt.ordering = _has(plain, _ORDER_WORDS)
+    utt.payment_question = _has(plain, _PAYMENT_Q)
     if utt.done and "no" in plain and ("more" in plain or "else" in plain):
         utt.no = True  # "no, nothing else" is both
 
@@ -633,6 +641,11 @@ def _drink(
             close_run()
             seen_entity = True
             if t.category is Category.FLAVOR:
+                if spec.unknown_flavor is not None and not seen_flavor:
+                    # "a large taro milk tea": words before a flavor describe it; we
+                    # make one kind, and the read-back lets the caller object.
+                    utt.unknown.append(spec.unknown_flavor)
+                    spec.unknown_flavor = None
                 spec.flavor = t.value
                 seen_flavor = True
                 before = tokens[k - 1] if k > 0 else None
@@ -659,6 +672,13 @@ def _drink(
             continue
         if i in sugar_off_at:
             spec.sweetness = menu.match_sweetness("no sugar") or "0%"
+            continue
+        if t.kind is TokenKind.WORD and t.text in _SWEET_WORDS | {"sweeter", "sugary"} and (
+            t.text in ("sweeter", "sugary")
+            or (k > 0 and tokens[k - 1].text in _VAGUE_SWEET_LEADS)
+        ) and spec.sweetness is None:
+            spec.vague_sweetness = True
+            close_run()
             continue
         if t.kind is TokenKind.WORD and not consumed[i] and _is_unknown(t.text, lexicon):
             if not run:

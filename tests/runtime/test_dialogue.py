@@ -215,6 +215,13 @@ TABLE: list[tuple[str, str, list[Call]]] = [
      [("modify_cart_item", {"index": 1, "flavor": TARO})]),
     ("two_in_cart", "what's in my order", [("get_cart", {})]),
     ("two_in_cart", "what's the total", [("get_cart", {})]),
+    ("two_in_cart", "what do I owe?", [("get_cart", {})]),
+    ("two_in_cart", "can I pay by card", []),
+    # a sweetness that is no level: asked, never guessed
+    ("fresh", "a black milk tea, extra sweet", []),
+    ("fresh", "taro milk tea with less sugar", []),
+    ("staged", "make it sweeter", []),
+    ("fresh", "can I get a large taro milk tea", [add(TARO)]),
     # finishing and the phone number
     ("one_in_cart", "that's all", []),
     ("one_in_cart", "no thanks", []),
@@ -326,6 +333,14 @@ def test_an_addon_needing_a_topping_is_offered_and_yes_adds_both() -> None:
     turn = c.say("yes please")
     assert turn.calls[0][:2] == add(BLACK, toppings=["vanilla cream"],
                                     addons=["matcha stencil on top"])
+
+
+def test_a_vague_sweetness_is_asked_and_the_answer_completes_the_drink() -> None:
+    c = Conversation()
+    ask = c.say("I'll have a black milk tea with boba, extra sweet")
+    assert not ask.calls and ask.text.startswith("How sweet would you like it?")
+    turn = c.say("75%")
+    assert turn.calls[0][:2] == add(BLACK, toppings=["boba"], sweetness="75%")
 
 
 def test_a_flavor_asked_for_later_keeps_what_was_said() -> None:
