@@ -33,7 +33,7 @@ import trio
 
 from boba_proto import agent, audio
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
-from boba_proto.menu import Menu
+from boba_proto.menu import FUNCTIONS, Menu
 from boba_runtime.local_agent.dialogue import LocalDialogue, Say, Step
 
 __all__ = [
@@ -53,6 +53,8 @@ CUE_CHUNK_SECONDS: Final = 0.1
 MAX_QUEUED_TURNS: Final = 8
 """Caller messages held while a function result is awaited; more than this is a flood."""
 SUPPORTED_ENCODINGS: Final = frozenset({"linear16", "mulaw"})
+NEEDED_FUNCTIONS: Final = frozenset(fn.name for fn in FUNCTIONS)
+"""The dialogue may call any CONTRACT §5 function, so Settings must declare them all."""
 
 Outgoing = str | bytes
 
@@ -105,6 +107,14 @@ class LocalAgentSession:
         if self.closed:
             return []
         try:
+            return self._on_text(frame)
+        except Exception:
+            # Our own bug: end this session the way Deepgram does (the bridge apologises).
+            log.exception("local agent: failed on a client message")
+            return self._fail("INTERNAL_SERVER_ERROR", "The local agent failed.")
+
+    def _on_text(self, frame: str) -> list[Outgoing]:
+        try:
             message = agent.decode_client(frame)
         except RemoteProtocolError as exc:
             return self._fail("UNPARSABLE_CLIENT_MESSAGE", f"We could not parse that: {exc}")
@@ -145,6 +155,13 @@ class LocalAgentSession:
         if output.container not in ("none", ""):
             return self._fail("INVALID_SETTINGS", "the local agent sends raw audio only")
         self._declared = frozenset(f.name for f in settings.agent.think.functions)
+        missing = sorted(NEEDED_FUNCTIONS - self._declared)
+        if missing:
+            return self._fail(
+                "INVALID_SETTINGS",
+                f"the local agent takes orders with the shop's functions; missing: "
+                f"{', '.join(missing)}",
+            )
         self.settings = settings
         self._cue = tone_cue(output.encoding, output.sample_rate)
         width = 2 if output.encoding == "linear16" else 1

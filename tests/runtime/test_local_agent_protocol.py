@@ -182,3 +182,25 @@ def test_caller_text_round_trips_through_a_recording() -> None:
     decoded_line = recording.decode_line(line, 2)
     assert isinstance(decoded_line, recording.InputLine)
     assert decoded_line.event == CallerText(text="four one five")
+
+
+def test_settings_without_the_shops_functions_are_refused() -> None:
+    raw = json.loads(agent.encode(settings()))
+    raw["agent"]["think"]["functions"] = raw["agent"]["think"]["functions"][:3]
+    out = decoded(LocalAgentSession(MENU).on_text(json.dumps(raw)))
+    assert isinstance(out[0], agent.AgentError) and out[0].code == "INVALID_SETTINGS"
+    assert "checkout_order" in out[0].description
+
+
+def test_a_bug_in_the_dialogue_ends_the_session_with_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    session = configured()
+
+    def broken(text: str) -> list[object]:
+        raise ZeroDivisionError(text)
+
+    monkeypatch.setattr(session.dialogue, "on_user_text", broken)
+    out = decoded(session.on_text(agent.encode(agent.InjectUserMessage(content="hi"))))
+    assert isinstance(out[-1], agent.AgentError) and out[-1].code == "INTERNAL_SERVER_ERROR"
+    assert session.closed
