@@ -472,3 +472,33 @@ def test_any_word_salad_stages_only_drinks_whose_every_part_was_said(words: list
             for topping in args.get("toppings", []):
                 assert said & TOPPING_WORDS[str(topping)], (text, args)
     assert not c.cart, "nothing is in the order before the caller confirms it"
+
+
+PHRASES = ["yes", "no", "that's all", "a taro milk tea", "black milk tea with boba",
+           "no boba", "less ice", "75%", "remove the second one", "actually make it taro",
+           "what's on the menu", "is my order ready", "415 555 0142", "four one five",
+           "never mind", "bye", "two drinks", "with matcha", "mango smoothie", "what?",
+           "make the first one no sugar", "another one", "extra sweet", "what do I owe",
+           "The caller typed 4 1 5 5 5 5 1 2 3 4", "and a black tea with pudding", ""]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(PHRASES), min_size=1, max_size=25))
+def test_any_conversation_keeps_the_rules(said: list[str]) -> None:
+    """Whatever the caller says, in any order: every turn answers, the dialogue's picture
+    of the order matches the functions', and at most one order is ever committed."""
+    c = Conversation()
+    for text in said:
+        if c.dialogue.ended:
+            assert c.dialogue.on_user_text(text) == []
+            continue
+        turn = c.say(text)
+        assert turn.says
+        assert c.dialogue.items == [d for d in _items_json(c)]
+    assert len(c.committed) <= 1
+
+
+def _items_json(c: Conversation) -> list[dict[str, Any]]:
+    from boba_proto.model import drink_to_json
+
+    return [drink_to_json(d) for d in c.state.cart.items]
