@@ -377,6 +377,17 @@ class LocalDialogue:
                 return
             yield from self._stage_all(u)
             return
+        if u.repeat and self.items:
+            last = self.items[-1]
+            spec = DrinkSpec(
+                flavor=str(last.get("flavor")),
+                toppings=[str(t) for t in last.get("toppings", [])],
+                addons=[str(a) for a in last.get("addons", [])],
+                sweetness=str(last.get("sweetness")),
+                ice=str(last.get("ice")),
+            )
+            yield from self._stage(spec, lead="Another one: ")
+            return
         if u.announced_count is not None:
             n = u.announced_count
             if not 1 <= n <= self.menu.max_drinks:
@@ -554,8 +565,8 @@ class LocalDialogue:
             yield Say(f"Okay, I've dropped that one. {self._prompt()}")
             return
         if self.phase is DialoguePhase.CONFIRMING_DRINK:
-            yield Say("Let's finish this one first: is "
-                      f"{describe(self.pending or {}, with_price=False)} right?")
+            yield Say("Let's finish this one first: shall I add "
+                      f"{describe(self.pending or {}, with_price=False)}?")
             return
         result = yield self._call("remove_from_cart", index=index)
         if not result.get("ok"):
@@ -699,7 +710,7 @@ class LocalDialogue:
         """The question that fits where we are, to end a reply with."""
         phase = self.phase
         if phase is DialoguePhase.CONFIRMING_DRINK and self.pending is not None:
-            return f"Is the {describe(self.pending, with_price=False)} right?"
+            return f"Shall I add {describe(self.pending, with_price=False)}?"
         if phase is DialoguePhase.ASKING_PHONE:
             return "What phone number should we text when your order is ready?"
         if phase is DialoguePhase.CONFIRMING_PHONE:
@@ -714,8 +725,8 @@ class LocalDialogue:
         flavors = _spoken_list(list(self.menu.flavors), "or")
         heard = f' "{u.unknown[0]}"' if u.unknown else ""
         if self.phase is DialoguePhase.CONFIRMING_DRINK and self.pending is not None:
-            yield Say(f"Sorry, I didn't catch{heard or ' that'}. Is the "
-                      f"{describe(self.pending, with_price=False)} right? Say yes, or tell me "
+            yield Say(f"Sorry, I didn't catch{heard or ' that'}. Shall I add "
+                      f"{describe(self.pending, with_price=False)}? Say yes, or tell me "
                       "what to change.")
             return
         if self._partial is not None:

@@ -130,6 +130,9 @@ _ORDER_WORDS: Final = (("can", "i", "get"), ("can", "i", "have"), ("id", "like")
                        ("get", "me"), ("ill", "have"), ("ill", "take"), ("lemme", "get"),
                        ("let", "me", "get"), ("gimme",), ("could", "i", "get"),
                        ("may", "i", "have"), ("i", "need"), ("id", "love"), ("want",))
+_REPEAT: Final = (("same", "again"), ("another", "one"), ("one", "more"), ("same", "thing"),
+                  ("another", "of", "those"), ("another", "of", "the", "same"),
+                  ("the", "same", "one"), ("one", "more", "of", "those"))
 _PAYMENT_Q: Final = (("pay",), ("payment",), ("card",), ("credit",), ("cash",), ("venmo",),
                      ("apple", "pay"))
 _VAGUE_SWEET_LEADS: Final = frozenset({"extra", "more", "less", "very", "lightly", "slightly",
@@ -295,7 +298,7 @@ def _numbers(words: list[str]) -> list[Token]:
                 i += 2
                 continue
             if w == "one" and out and (out[-1].kind is TokenKind.ORDINAL or out[-1].text in (
-                "the", "that", "this", "other", "last", "which", "new", "same"
+                "the", "that", "this", "other", "last", "which", "new", "same", "another"
             )):
                 out.append(Token(TokenKind.WORD, w))  # "the second one" is a pronoun
                 i += 1
@@ -431,6 +434,7 @@ class Utterance:
     new_drink: bool = False
     ordering: bool = False
     payment_question: bool = False
+    repeat: bool = False  # "same again", "another one": the last drink once more
     announced_count: int | None = None
     position: int | None = None  # "the second one" (0-based); -1 = the last one
     digits: str = ""  # every digit said, in order
@@ -535,6 +539,7 @@ def understand(lexicon: Lexicon, text: str) -> Utterance:
     utt.new_drink = _has(plain, _NEW_DRINK)
     utt.ordering = _has(plain, _ORDER_WORDS)
     utt.payment_question = _has(plain, _PAYMENT_Q)
+    utt.repeat = _has(plain, _REPEAT)
     if utt.done and "no" in plain and ("more" in plain or "else" in plain):
         utt.no = True  # "no, nothing else" is both
 
