@@ -15,7 +15,7 @@ import trio
 
 from boba_runtime import phone_cli
 from boba_runtime.phone_cli import CallFailed, run_phone_call
-from tests.helpers.server import RunningServer
+from tests.helpers.server import RunningServer, running_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "calls"
 CALLER = "+14155550142"
@@ -201,3 +201,11 @@ async def test_the_boba_call_command_in_a_subprocess(boba_server: RunningServer)
     assert result.returncode == 0, result.stderr.decode()
     assert out[-1].startswith("order: ")
     assert [line.split(":")[0] for line in out[:3]] == ["agent", "caller", "fn"]
+
+
+async def test_the_mulaw_profile_works_the_same(tmp_path: Path) -> None:
+    """BOBA_AUDIO=mulaw: the local agent answers in μ-law 8 kHz, as Settings declare."""
+    async with running_server(tmp_path / "shop", {"BOBA_AUDIO": "mulaw"}) as server:
+        code, lines = await call(server, "plain_order.txt")
+    assert code == 0, "\n".join(lines)
+    assert lines[-1].startswith("order: ")
