@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from boba_runtime import phone_cli
+from boba_runtime import phone_cli, replay
 from boba_runtime.phone_cli import CallFailed, run_phone_call
 from tests.helpers.server import RunningServer, running_server
 
@@ -209,3 +209,17 @@ async def test_the_mulaw_profile_works_the_same(tmp_path: Path) -> None:
         code, lines = await call(server, "plain_order.txt")
     assert code == 0, "\n".join(lines)
     assert lines[-1].startswith("order: ")
+
+
+async def test_a_recorded_softphone_call_replays_identically(tmp_path: Path) -> None:
+    """With BOBA_RECORD_DIR the typed words (`CallerText`) are recorded like any input,
+    and `boba replay` reproduces the call from the file alone."""
+    record_dir = tmp_path / "calls"
+    async with running_server(tmp_path / "shop", {"BOBA_RECORD_DIR": str(record_dir)}) as server:
+        code, _ = await call(server, "plain_order.txt")
+    assert code == 0
+    files = sorted(record_dir.glob("*.jsonl"))
+    assert len(files) == 1 and "-PH" in files[0].name
+    assert '"caller_text"' in files[0].read_text(encoding="utf-8")
+    result = await trio.to_thread.run_sync(replay.main, [str(files[0])])
+    assert result == 0
