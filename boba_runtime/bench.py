@@ -31,7 +31,9 @@ each byte count maps to one moment the bench sent it.
   sent frames are reported too, since an overloaded driver inflates latencies.
 
 Calls are dialled one at a time (the only way to pair an agent connection with its
-call, since `Settings` carries nothing call-specific), then all run for `--seconds`.
+call, since `Settings` carries nothing call-specific) and start talking at once, like
+callers arriving; the measured window of `--seconds` opens when the last one has been
+greeted.
 Everything listens and connects on 127.0.0.1 only.
 """
 
@@ -625,9 +627,11 @@ class Dialler:
         self.trial = trial
         self.lock = trio.Lock()
 
-    async def place(self, index: int, ready: trio.Event, all_up: trio.Event) -> None:
-        """Dial call `index` (holding the lock until its agent connection arrives), then run it
-        once every call is up."""
+    async def place(self, index: int, ready: trio.Event) -> None:
+        """Dial call `index` (holding the lock until its agent connection arrives) and run it.
+
+        Calls start as they are dialled, as real callers arrive: their 20 ms ticks fall at
+        unrelated phases instead of all at once."""
         call_sid = "CA" + f"{index + 1:032x}"
         stream_sid = "MZ" + f"{index + 1:032x}"
         server = self.server
@@ -681,7 +685,6 @@ class Dialler:
                 self.trial.calls_up += 1
                 ready.set()
                 try:
-                    await all_up.wait()
                     await call.run()
                 finally:
                     link.done.set()
@@ -761,16 +764,14 @@ async def _drive(options: Options, trial: Trial, server: Server, http: httpx.Asy
     dialler = Dialler(server, http, links, trial)
     pid = server.process.pid
     idle = await trio.to_thread.run_sync(sample_process_tree, pid)
-    all_up = trio.Event()
     label = f"{trial.calls} calls, {options.audio}, {options.traffic.value}"
     async with trio.open_nursery() as nursery:
         for index in range(trial.calls):
             ready = trio.Event()
-            nursery.start_soon(dialler.place, index, ready, all_up)
+            nursery.start_soon(dialler.place, index, ready)
             await ready.wait()
             progress.show(f"bench: {label}: dialled {index + 1}/{trial.calls}")
-        all_up.set()
-        await trio.sleep(GREETING_SECONDS + AGENT_OWN_DELAY + 0.5)  # greetings play first
+        await trio.sleep(GREETING_SECONDS + AGENT_OWN_DELAY + 0.5)  # the last greeting plays
         before = await trio.to_thread.run_sync(sample_process_tree, pid)
         driver_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.monotonic()
