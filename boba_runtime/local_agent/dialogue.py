@@ -147,6 +147,7 @@ class LocalDialogue:
         self._offer: tuple[str, DrinkSpec, int | None] | None = None  # "add vanilla cream?"
         self._done = False  # the caller finished choosing drinks
         self._status_order_number: str | None = None
+        self._retry_checkout = False  # "I couldn't place the order; shall I try again?"
         # The function call in flight, and the turn waiting for it.
         self._calls = 0
         self._awaiting: tuple[str, str, Result] | None = None  # id, name, arguments
@@ -272,6 +273,10 @@ class LocalDialogue:
         if phase is DialoguePhase.STATUS_PHONE:
             yield Say("Sorry, I didn't get the number. Could you say it again, with the area code?")
             return
+        retry, self._retry_checkout = self._retry_checkout, False
+        if retry and u.yes and not u.no and not u.has_drink:
+            yield from self._checkout()
+            return
         if self._offer is not None:
             offer, self._offer = self._offer, None
             if u.yes and not u.has_drink and not u.no:
@@ -339,7 +344,7 @@ class LocalDialogue:
         if u.yes or u.done or u.bye:
             ok = yield from self._confirm_pending(announce=not (u.done or u.bye))
             if ok and (u.done or u.bye):
-                yield from self._finish(already_said=False)
+                yield from self._finish()
             return
         if u.no:
             yield Say("No problem. What would you like to change?")
@@ -411,7 +416,7 @@ class LocalDialogue:
             if not self.items:
                 yield from self._end_call()
                 return
-            yield from self._finish(already_said=False)
+            yield from self._finish()
             return
         if u.unknown and (u.ordering or self._partial is not None):
             spec = replace(self._partial or DrinkSpec(), unknown_flavor=u.unknown[0])
@@ -583,9 +588,8 @@ class LocalDialogue:
 
     # --- finishing ---------------------------------------------------------------------
 
-    def _finish(self, *, already_said: bool) -> Turn:
+    def _finish(self) -> Turn:
         """The caller is done choosing: ask for the number, or check out if we have it."""
-        del already_said
         self._done = True
         self._queue.clear()
         self._expected = None
@@ -625,6 +629,7 @@ class LocalDialogue:
                 self.phase = DialoguePhase.ASKING_PHONE
             else:
                 self.phase = DialoguePhase.TAKING
+                self._retry_checkout = bool(self.items)
             yield Say(error)
             return
         self.phase = DialoguePhase.PLACED

@@ -15,7 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from boba_proto import tools
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
+from boba_proto.model import EffectFailed
 from boba_runtime.local_agent.dialogue import (
     CallFunction,
     DialoguePhase,
@@ -371,6 +373,31 @@ def test_a_whole_order_checks_out_once_and_reads_the_number_digit_by_digit() -> 
     assert bye.names == ["end_call"] and "Goodbye" in bye.text
     assert c.dialogue.ended
     assert c.dialogue.on_user_text("hello?") == []
+
+
+def test_a_failed_checkout_is_tried_again_when_the_caller_says_yes() -> None:
+    c = phone_read_back()
+    real = c._run
+    failures = iter([True])
+
+    def store_down_once(call: CallFunction) -> dict[str, object]:
+        if call.name == "checkout_order" and next(failures, False):
+            c.state, outcome = tools.dispatch(c.menu, c.state, call.name, call.arguments,
+                                              request_id=call.id)
+            assert isinstance(outcome, tools.ToolEffect)
+            c.state, result = tools.complete_effect(
+                c.menu, c.state, call.name,
+                EffectFailed(request_id=call.id, reason="store down"),
+            )
+            return result
+        return real(call)
+
+    c._run = store_down_once  # type: ignore[method-assign]
+    failed = c.say("yes")
+    assert "couldn't place the order" in failed.text
+    again = c.say("yes please")
+    assert again.names == ["checkout_order"] and "order number is" in again.text
+    assert len(c.committed) == 1
 
 
 def test_a_phone_given_early_is_read_back_and_used_at_the_end() -> None:
