@@ -55,3 +55,10 @@ def bench_dsp(session: nox.Session) -> None:
         "python", "bench/bench_dsp.py", *(session.posargs or ("--pin",)),
         env={"OPENBLAS_NUM_THREADS": "1"},
     )
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Load benchmark (CONTRACT §11): `nox -s bench -- --calls 50 --audio mulaw --json f.json`."""
+    session.install("-e", ".")
+    session.run("boba", "bench", *session.posargs)

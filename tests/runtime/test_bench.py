@@ -1,0 +1,115 @@
+"""`boba bench` (CONTRACT §11): a short real run against a real `boba serve`, and its usage errors.
+
+The smoke run places 2 calls for 2 s in `worst` traffic (the agent speaks without pause,
+so both directions carry audio inside the measured window) and checks that the JSON
+report carries every figure the contract names, with nothing lost.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boba_runtime import bench
+
+
+def _run_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "boba_runtime.cli", "bench", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def _figure(stats: dict[str, Any]) -> None:
+    for key in ("p50", "p99", "max"):
+        assert isinstance(stats[key], float), (key, stats)
+        assert stats[key] >= 0
+    assert stats["p50"] <= stats["p99"] <= stats["max"]
+    assert stats["samples"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("audio", ["linear16", "mulaw"])
+def test_smoke_run_reports_every_figure_and_loses_nothing(tmp_path: Path, audio: str) -> None:
+    out = tmp_path / "bench.json"
+    done = _run_bench(
+        "--calls", "2", "--seconds", "2", "--audio", audio, "--traffic", "worst",
+        "--json", str(out), cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "bench: 2 calls" in done.stderr  # the progress / summary line
+    report = json.loads(out.read_text())
+    assert json.loads(done.stdout) == report  # the same figures on stdout
+
+    assert report["calls"] == 2 and report["calls_connected"] == 2
+    assert report["calls_failed"] == 0 and report["failures"] == []
+    assert report["protocol_errors"] == []
+    assert report["audio"] == audio and report["traffic"] == "worst"
+    server = report["server"]
+    assert 0 < server["cpu_cores"] < 4
+    assert server["cpu_per_call"] == pytest.approx(server["cpu_cores"] / 2, rel=0.01)
+    assert server["rss_idle_bytes"] > 10_000_000  # a Python web server, really measured
+    assert isinstance(server["rss_per_call_bytes"], int)
+    _figure(report["latency_ms"]["caller_to_agent"])
+    _figure(report["latency_ms"]["agent_to_caller"])
+    # 2 calls x 2 s of caller audio in 40 ms agent messages: about 100 latency samples
+    assert report["latency_ms"]["caller_to_agent"]["samples"] >= 80
+    assert report["frames_lost"] == {"caller_to_agent": 0, "agent_to_caller": 0, "total": 0}
+    _figure(report["greeting_ms"])
+    assert report["greeting_ms"]["samples"] == 2
+    assert report["driver"]["cpu_cores"] > 0
+    assert isinstance(report["ok"], bool)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--calls", "0"],
+        ["--calls", "x"],
+        ["--seconds", "-1"],
+        ["--seconds", "nan"],
+        ["--audio", "opus"],
+        ["--traffic", "bursty"],
+        ["--unknown"],
+        ["extra"],
+    ],
+)
+def test_usage_errors_exit_2_without_starting_anything(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(argv) == 2
+    assert capsys.readouterr().err.startswith("boba bench: ")
+
+
+def test_options_parse() -> None:
+    options = bench.parse_args(
+        ["--calls", "7", "--seconds", "3.5", "--audio", "mulaw", "--traffic", "worst",
+         "--sweep", "--json", "x.json"]
+    )
+    assert options == bench.Options(
+        calls=7, seconds=3.5, audio="mulaw", traffic=bench.Traffic.WORST, sweep=True,
+        json_path="x.json", calls_given=True,
+    )
+    defaults = bench.parse_args([])
+    assert (defaults.calls, defaults.seconds, defaults.audio, defaults.traffic) == (
+        20, 10.0, "linear16", bench.Traffic.REALISTIC,
+    )
+    assert not defaults.calls_given and not defaults.sweep
+
+
+def test_process_tree_sample_counts_children() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        import os
+
+        sample = bench.sample_process_tree(os.getpid())
+        assert sample.processes >= 2
+        assert sample.rss_bytes > 0 and sample.cpu_seconds > 0
+    finally:
+        child.kill()
+        child.wait()
