@@ -113,3 +113,25 @@ def test_frames_decode_as_twilio_events_plus_text() -> None:
         decode_phone_frame(json.dumps({"event": "text", "text": "x" * 1001}), call_sid="PH1")
     assert isinstance(decode_phone_frame('{"event": "wave"}', call_sid="PH1"),
                       tw.UnknownTwilioEvent)
+
+
+async def test_a_phone_that_drops_mid_call_frees_its_slot(boba_server: RunningServer) -> None:
+    headers = [(b"Authorization", f"Bearer {boba_server.services.staff_password}".encode())]
+    registry = boba_server.services.calls
+    async with trio_websocket.open_websocket_url(ws_url(boba_server),
+                                                 extra_headers=headers) as ws:
+        start = tw.Start(stream_sid="MZ2", sequence_number="1", start=tw.StartInfo(
+            stream_sid="MZ2", call_sid="",
+            media_format=tw.MediaFormat(encoding="audio/x-mulaw", sample_rate=8000, channels=1),
+        ))
+        await ws.send_message(tw.encode_event(start))
+        await ws.send_message(json.dumps({"event": "text", "text": "a taro milk tea"}))
+        with trio.fail_after(5):
+            while json.loads(await ws.get_message()).get("event") != "function":
+                pass
+        assert registry.active_count == 1
+    with trio.fail_after(5):
+        while registry.active_count:
+            await trio.sleep(0.05)
+    async with httpx.AsyncClient(base_url=boba_server.base_url) as client:
+        assert (await client.get("/api/orders")).json() == []  # nothing half-built committed
