@@ -301,7 +301,9 @@ class LocalDialogue:
                 if self._done:
                     yield from self._checkout()
                     return
-                self.phase = DialoguePhase.TAKING
+                # A drink read back before the number still waits for its OK.
+                self.phase = (DialoguePhase.CONFIRMING_DRINK if self.pending is not None
+                              else DialoguePhase.TAKING)
                 yield Say(f"Great, I've got your number. {self._prompt()}")
                 return
             yield Say(f"Is {spoken_phone(self.phone or '')} the right number?")

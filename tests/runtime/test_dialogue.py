@@ -410,6 +410,16 @@ def test_a_phone_given_early_is_read_back_and_used_at_the_end() -> None:
     assert done.names == ["checkout_order"]
 
 
+def test_a_number_said_while_a_drink_waits_comes_back_to_the_drink() -> None:
+    c = staged()
+    c.say("my number is 415 555 0142")
+    back = c.say("yes")
+    assert back.text == ("Great, I've got your number. Shall I add a taro milk tea with boba, "
+                         "50% sweet, regular ice?")
+    assert c.say("yes").names == ["confirm_pending_to_cart"]
+    assert c.say("that's all").names == ["checkout_order"]
+
+
 def test_a_status_question_without_a_number_asks_for_it() -> None:
     c = Conversation()
     ask = c.say("is my order ready?")
