@@ -319,6 +319,11 @@ class LocalDialogue:
         if u.remove and u.position is not None and u.position < len(self.items):
             yield from self._remove(u.position)
             return
+        if u.remove and first is None and u.position is None and (
+            {"order", "everything", "all"} & set(u.words)
+        ):
+            yield from self._remove_all()
+            return
         if u.never_mind or (u.remove and first is None):
             self._queue.clear()
             result = yield self._call("clear_pending_item")
@@ -355,6 +360,11 @@ class LocalDialogue:
 
     def _taking(self, u: Utterance) -> Turn:
         drinks = [d for d in u.drinks if d.has_content]
+        if u.remove and not drinks and u.position is None and (
+            {"order", "everything", "all"} & set(u.words)
+        ):
+            yield from self._remove_all()
+            return
         if u.remove and u.position is not None:
             yield from self._remove(u.position)
             return
@@ -587,6 +597,23 @@ class LocalDialogue:
                 if left else "Your order is empty now.")
         yield Say(f"Okay, I've removed {describe(removed, with_price=False)}. {rest} "
                   f"{self._prompt()}")
+
+    def _remove_all(self) -> Turn:
+        """ "Cancel my order" before it is placed: every drink comes out, one call each."""
+        self._queue.clear()
+        self._partial = None
+        self._expected = None
+        self._done = False
+        if self.pending is not None:
+            yield self._call("clear_pending_item")
+        while self.items:
+            result = yield self._call("remove_from_cart", index=0)
+            if not result.get("ok"):
+                yield Say(str(result.get("error")))
+                return
+        self.phase = DialoguePhase.TAKING
+        yield Say("Okay, I've cleared your order. Would you like something else, or shall "
+                  "we leave it there?")
 
     # --- finishing ---------------------------------------------------------------------
 
