@@ -771,6 +771,8 @@ async def _drive(options: Options, trial: Trial, server: Server, http: httpx.Asy
             nursery.start_soon(dialler.place, index, ready)
             await ready.wait()
             progress.show(f"bench: {label}: dialled {index + 1}/{trial.calls}")
+            if trial.calls_failed:
+                break  # the server is refusing or too slow: this N has failed already
         await trio.sleep(GREETING_SECONDS + AGENT_OWN_DELAY + 0.5)  # the last greeting plays
         before = await trio.to_thread.run_sync(sample_process_tree, pid)
         driver_before = resource.getrusage(resource.RUSAGE_SELF)
