@@ -120,3 +120,18 @@ async def test_in_process_connection_carries_the_same_frames() -> None:
                 kinds.append("audio" if isinstance(frame, bytes)
                              else type(agent.decode(frame)).__name__)
         assert kinds[-2:] == ["AgentError", "AgentClosed"]
+
+
+async def test_serving_tls_the_bridge_reaches_the_local_agent_in_process(tmp_path: Path) -> None:
+    from boba_web.twilio_routes import agent_connector
+    from tests.helpers.server import settings_for_test
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not read here", encoding="utf-8")
+    key.write_text("not read here", encoding="utf-8")
+    settings = settings_for_test(tmp_path, {"BOBA_TLS_CERT": str(cert),
+                                            "BOBA_TLS_KEY": str(key)})
+    assert settings.agent_url == "local" and settings.tls_enabled
+    connect = agent_connector(settings, {"server": ("127.0.0.1", 8443)}, builtin_menu())
+    async with connect() as link:  # no socket: a wss:// to 127.0.0.1 would fail to verify
+        assert isinstance(agent.decode(await link.receive()), agent.Welcome)
