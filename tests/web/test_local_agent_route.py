@@ -15,8 +15,9 @@ from boba_proto import agent
 from boba_proto.menu import build_prompt, function_specs
 from boba_runtime.local_agent.server import in_process_connector
 from boba_web.local_agent_route import from_this_host
+from boba_web.twilio_routes import agent_connector
 from tests.fakes.twilio_client import dial, make_call_sid
-from tests.helpers.server import RunningServer, running_server
+from tests.helpers.server import RunningServer, running_server, settings_for_test
 from tests.runtime.dialogue_harness import builtin_menu
 
 
@@ -123,9 +124,6 @@ async def test_in_process_connection_carries_the_same_frames() -> None:
 
 
 async def test_serving_tls_the_bridge_reaches_the_local_agent_in_process(tmp_path: Path) -> None:
-    from boba_web.twilio_routes import agent_connector
-    from tests.helpers.server import settings_for_test
-
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.write_text("not read here", encoding="utf-8")
     key.write_text("not read here", encoding="utf-8")
