@@ -59,15 +59,22 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 import numpy as np
 import trio
-import trio_websocket
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from boba_proto import twilio as tw
+from boba_runtime.bench_driver import (
+    LeanWebSocket,
+    WsClosed,
+    WsHandshakeError,
+    connect,
+    serve,
+)
 
 LOOPBACK = "127.0.0.1"
 FRAME_SECONDS = 0.02
@@ -310,7 +317,7 @@ class Trial:
 class AgentLink:
     """One agent connection accepted by the bench's fake agent, handed to its call."""
 
-    ws: trio_websocket.WebSocketConnection
+    ws: LeanWebSocket
     settings_at: float
     input_frame_bytes: int  # 20 ms of caller audio as the agent receives it
     output_rate: int
@@ -329,15 +336,15 @@ class FakeAgent:
     def url(self) -> str:
         return f"ws://{LOOPBACK}:{self.port}/v1/agent/converse"
 
-    async def handle(self, request: trio_websocket.WebSocketRequest) -> None:
-        ws = await request.accept()
-        await ws.send_message(json.dumps({"type": "Welcome", "request_id": "bench"}))
+    async def handle(self, ws: LeanWebSocket) -> None:
+        await ws.send(json.dumps({"type": "Welcome", "request_id": "bench"}))
+        message: str | bytes = b""
         with trio.move_on_after(DIAL_TIMEOUT):
-            message = await ws.get_message()
+            message = await ws.receive()
         settings_at = time.monotonic()
         data = json.loads(message) if isinstance(message, str) else {}
         if data.get("type") != "Settings":
-            await ws.aclose(code=1008, reason="expected Settings")
+            await ws.aclose(code=1008)
             return
         audio_in = data["audio"]["input"]
         audio_out = data["audio"]["output"]
@@ -350,7 +357,7 @@ class FakeAgent:
             output_rate=int(audio_out["sample_rate"]),
             output_width=out_width,
         )
-        await ws.send_message(json.dumps({"type": "SettingsApplied"}))
+        await ws.send(json.dumps({"type": "SettingsApplied"}))
         await self.links.send(link)
         await link.done.wait()
 
@@ -375,7 +382,7 @@ def _speech(seconds: float, rate: int, width: int, rng: random.Random) -> bytes:
 class BenchCall:
     """Both ends of one call: Twilio's socket and the agent's, and their accounting."""
 
-    def __init__(self, index: int, trial: Trial, ws: trio_websocket.WebSocketConnection,
+    def __init__(self, index: int, trial: Trial, ws: LeanWebSocket,
                  link: AgentLink, stream_sid: str, call_sid: str, start_sent: float) -> None:
         self.index = index
         self.trial = trial
@@ -417,8 +424,8 @@ class BenchCall:
             await self.agent_done.wait()
             await self._drain()
             self._count_lost()
-            await self._hang_up()
             nursery.cancel_scope.cancel()
+        await self._hang_up()
 
     # Twilio side ------------------------------------------------------------------------------
 
@@ -441,19 +448,19 @@ class BenchCall:
                 if self.trial.measuring:
                     self.trial.lag.append(now - (start + n * FRAME_SECONDS))
                 self.frame_sent_at.append(now)
-                await self.ws.send_message(text)
+                await self.ws.send(text)
                 n += 1
                 timestamp += 20
                 await trio.sleep_until(_trio_time(start + n * FRAME_SECONDS))
-        except trio_websocket.ConnectionClosed:
+        except WsClosed:
             self.trial.failures.append(f"call {self.index}: the server closed the stream")
         finally:
             self.caller_done.set()
 
     async def twilio_reader(self) -> None:
-        with contextlib.suppress(trio_websocket.ConnectionClosed):
+        with contextlib.suppress(WsClosed):
             while True:
-                text = await self.ws.get_message()
+                text = await self.ws.receive()
                 now = time.monotonic()
                 try:
                     message = tw.decode_outbound(text)
@@ -487,7 +494,7 @@ class BenchCall:
 
     async def mark_player(self) -> None:
         """Echo each mark once the audio queued before it has played, as Twilio does."""
-        with contextlib.suppress(trio_websocket.ConnectionClosed):
+        with contextlib.suppress(WsClosed):
             while True:
                 while not self.marks:
                     self.mark_waiting = trio.Event()
@@ -496,15 +503,15 @@ class BenchCall:
                 await trio.sleep_until(_trio_time(due))
                 mark = tw.Mark(stream_sid=self.stream_sid, sequence_number=self._next_seq(),
                                mark=tw.MarkInfo(name=name))
-                await self.ws.send_message(tw.encode_event(mark))
+                await self.ws.send(tw.encode_event(mark))
 
     # agent side ------------------------------------------------------------------------------
 
     async def agent_reader(self) -> None:
         frame_bytes = self.link.input_frame_bytes
-        with contextlib.suppress(trio_websocket.ConnectionClosed):
+        with contextlib.suppress(WsClosed):
             while True:
-                message = await self.link.ws.get_message()
+                message = await self.link.ws.receive()
                 if isinstance(message, str):
                     continue  # KeepAlive and the like
                 now = time.monotonic()
@@ -516,11 +523,11 @@ class BenchCall:
     async def _say(self, seconds: float, *, stoppable: bool) -> None:
         """One agent turn paced in real time, in chunks of 20–240 ms in 10 ms steps."""
         link = self.link
-        await link.ws.send_message(json.dumps({
+        await link.ws.send(json.dumps({
             "type": "AgentStartedSpeaking", "total_latency": 0.6,
             "tts_latency": 0.2, "ttt_latency": 0.4,
         }))
-        await link.ws.send_message(json.dumps(
+        await link.ws.send(json.dumps(
             {"type": "ConversationText", "role": "assistant", "content": "Bench speech."}
         ))
         audio = _speech(seconds, link.output_rate, link.output_width, self.rng)
@@ -539,14 +546,14 @@ class BenchCall:
                 self.greeting_audio_at = now
             self.down_expected += round(len(chunk) * per_8k)
             self.down_chunks.append((self.down_expected, now))
-            await link.ws.send_message(chunk)
+            await link.ws.send(chunk)
             await trio.sleep_until(_trio_time(start + at / (link.output_rate * link.output_width)))
         # AgentAudioDone pads the last partial 20 ms frame (available from now on)
         padded = -(-self.down_expected // CALLER_FRAME_BYTES) * CALLER_FRAME_BYTES
         if padded != self.down_expected:
             self.down_expected = padded
             self.down_chunks.append((padded, time.monotonic()))
-        await link.ws.send_message(json.dumps({"type": "AgentAudioDone"}))
+        await link.ws.send(json.dumps({"type": "AgentAudioDone"}))
 
     async def agent_speaker(self) -> None:
         try:
@@ -561,7 +568,7 @@ class BenchCall:
                     await self._say(self.rng.uniform(2.0, 4.0), stoppable=True)
                 else:
                     await self._say(5.0, stoppable=True)
-        except trio_websocket.ConnectionClosed:
+        except WsClosed:
             self.trial.failures.append(f"call {self.index}: the server closed the agent socket")
         finally:
             self.agent_done.set()
@@ -586,10 +593,9 @@ class BenchCall:
     async def _hang_up(self) -> None:
         stop = tw.Stop(stream_sid=self.stream_sid, sequence_number=self._next_seq(),
                        stop=tw.StopInfo(account_sid=ACCOUNT_SID, call_sid=self.call_sid))
-        with contextlib.suppress(trio_websocket.ConnectionClosed):
-            await self.ws.send_message(tw.encode_event(stop))
-        with trio.move_on_after(2):
-            await self.ws.aclose()
+        with contextlib.suppress(WsClosed):
+            await self.ws.send(tw.encode_event(stop))
+        await self.ws.aclose(wait=2.0)  # the server closes the stream after `stop`
         self.link.done.set()
 
 
@@ -653,12 +659,14 @@ class Dialler:
             stream_url, parameters = _twiml_stream(response.text)
             if "token" not in parameters:
                 raise BenchError("/voice answered without a stream (busy?)")
-            signature = _sign(server.auth_token, stream_url, {}).encode()
-            async with trio_websocket.open_websocket_url(
-                stream_url, extra_headers=[(b"X-Twilio-Signature", signature)],
-                message_queue_size=256, connect_timeout=DIAL_TIMEOUT, disconnect_timeout=2,
-            ) as ws:
-                await ws.send_message(
+            signature = _sign(server.auth_token, stream_url, {})
+            target = urlsplit(server.base_url)
+            ws = await connect(
+                target.hostname or LOOPBACK, target.port or 80, urlsplit(stream_url).path,
+                headers=[("X-Twilio-Signature", signature)],
+            )
+            try:
+                await ws.send(
                     tw.encode_event(tw.Connected(protocol="Call", version="1.0.0"))
                 )
                 start = tw.Start(
@@ -673,7 +681,7 @@ class Dialler:
                     ),
                 )
                 start_sent = time.monotonic()
-                await ws.send_message(tw.encode_event(start))
+                await ws.send(tw.encode_event(start))
                 link = None
                 with trio.move_on_after(DIAL_TIMEOUT):
                     link = await self.links.receive()
@@ -688,8 +696,9 @@ class Dialler:
                     await call.run()
                 finally:
                     link.done.set()
-        except (BenchError, httpx.HTTPError, OSError, trio_websocket.HandshakeError,
-                trio_websocket.ConnectionClosed) as exc:
+            finally:
+                await ws.aclose(wait=0.5)
+        except (BenchError, httpx.HTTPError, OSError, WsHandshakeError, WsClosed) as exc:
             self._failed(index, str(exc) or type(exc).__name__, ready)
         finally:
             if locked:
@@ -740,13 +749,7 @@ async def run_trial(options: Options, calls: int, progress: Progress) -> dict[st
     agent = FakeAgent(link_send)
     with tempfile.TemporaryDirectory(prefix="boba-bench-") as tmp:
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(
-                lambda task_status: trio_websocket.serve_websocket(
-                    agent.handle, LOOPBACK, 0, None, max_message_size=1 << 20,
-                    task_status=task_status,
-                )
-            )
-            agent.port = listeners.port
+            agent.port = await nursery.start(serve, agent.handle, LOOPBACK)
             async with (
                 run_server(agent_url=agent.url, audio=options.audio,
                            max_calls=calls + 10, workdir=Path(tmp)) as server,
