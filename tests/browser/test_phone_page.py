@@ -1,6 +1,6 @@
 """The `/phone` page in headless Chromium against a real `boba serve` with the local agent:
 a staff member types a whole order and sees the transcript, the function calls and the
-order number. Skipped where Chromium is not installed (`scripts/setup-browser.sh`)."""
+order number. Runs in the `browser` nox session, which installs Chromium."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pytest
 from boba_runtime.auth import make_session_cookie
 from tests.browser.cdp import Page, find_chromium, launch_browser
 from tests.helpers.server import RunningServer
+
+pytestmark = pytest.mark.browser
 
 TRANSCRIPT = "Array.from(document.querySelectorAll('#transcript li'), li => li.textContent)"
 
@@ -33,8 +35,7 @@ async def test_a_whole_order_typed_on_the_phone_page(
     boba_server: RunningServer, tmp_path: Path
 ) -> None:
     chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("no Chromium (scripts/setup-browser.sh installs it)")
+    assert chromium is not None, "no Chromium: run scripts/setup-browser.sh"
     base = boba_server.base_url
     cookie = make_session_cookie(boba_server.services.secret_key, datetime.now(UTC))
     async with launch_browser(chromium) as browser:
