@@ -82,6 +82,7 @@ CALLER_FRAME_BYTES = 160  # 20 ms of μ-law at 8 kHz
 P99_LIMIT_MS = 20.0
 AGENT_OWN_DELAY = 0.15  # the fake agent's "thinking + TTS" before the greeting's audio
 GREETING_SECONDS = 1.0
+SPEECH_BUFFER_SECONDS = 10.0
 DIAL_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 3.0
 SERVER_START_TIMEOUT = 30.0
@@ -208,6 +209,14 @@ def sample_process_tree(pid: int) -> ProcSample:
     return ProcSample(cpu_seconds=cpu, rss_bytes=rss, processes=count)
 
 
+def machine_cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from the first line of /proc/stat."""
+    values = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -311,6 +320,20 @@ class Trial:
     calls_failed: int = 0
     failures: list[str] = field(default_factory=list)
     protocol_errors: list[str] = field(default_factory=list)
+    speech: dict[tuple[int, int], bytes] = field(default_factory=dict)  # 10 s per format
+
+    def speech_audio(self, seconds: float, rate: int, width: int, rng: random.Random) -> bytes:
+        """`seconds` of speech stand-in from a random place in one shared 10 s buffer
+        (generated once, before the measured window: synthesis must not stall the driver)."""
+        buffer = self.speech.get((rate, width))
+        if buffer is None:
+            buffer = self.speech[(rate, width)] = _speech(SPEECH_BUFFER_SECONDS, rate, width)
+        size = round(seconds * rate) * width
+        start = rng.randrange(0, len(buffer) // width) * width
+        looped = buffer[start:] + buffer
+        while len(looped) < size:
+            looped += buffer
+        return looped[:size]
 
 
 @dataclass
@@ -362,12 +385,12 @@ class FakeAgent:
         await link.done.wait()
 
 
-def _speech(seconds: float, rate: int, width: int, rng: random.Random) -> bytes:
-    """Speech stand-in: a tone with noise, in the agent's output format."""
+def _speech(seconds: float, rate: int, width: int) -> bytes:
+    """Speech stand-in: a gliding tone with noise, in the agent's output format."""
     n = round(seconds * rate)
     t = np.arange(n) / rate
-    pcm = 6000 * np.sin(2 * math.pi * rng.uniform(150, 400) * t)
-    pcm += np.random.default_rng(rng.randrange(1 << 30)).normal(0, 500, n)
+    pcm = 6000 * np.sin(2 * math.pi * (150 + 25 * t) * t)
+    pcm += np.random.default_rng(7).normal(0, 500, n)
     samples = pcm.astype("<i2")
     if width == 2:
         return samples.tobytes()
@@ -530,7 +553,7 @@ class BenchCall:
         await link.ws.send(json.dumps(
             {"type": "ConversationText", "role": "assistant", "content": "Bench speech."}
         ))
-        audio = _speech(seconds, link.output_rate, link.output_width, self.rng)
+        audio = self.trial.speech_audio(seconds, link.output_rate, link.output_width, self.rng)
         step = round(link.output_rate * 0.01) * link.output_width  # 10 ms
         per_8k = 80 / step  # μ-law bytes at 8 kHz per agent byte
         at = 0
@@ -779,6 +802,7 @@ async def _drive(options: Options, trial: Trial, server: Server, http: httpx.Asy
         await trio.sleep(GREETING_SECONDS + AGENT_OWN_DELAY + 0.5)  # the last greeting plays
         before = await trio.to_thread.run_sync(sample_process_tree, pid)
         driver_before = resource.getrusage(resource.RUSAGE_SELF)
+        machine_before = machine_cpu_times()
         started = time.monotonic()
         trial.measuring = True
         deadline = started + trial.seconds
@@ -797,10 +821,14 @@ async def _drive(options: Options, trial: Trial, server: Server, http: httpx.Asy
         elapsed = time.monotonic() - started
         after = await trio.to_thread.run_sync(sample_process_tree, pid)
         driver_after = resource.getrusage(resource.RUSAGE_SELF)
+        machine_after = machine_cpu_times()
         trial.stopping.set()
-    return _report(options, trial, idle, before, after, elapsed,
-                   (driver_after.ru_utime + driver_after.ru_stime
-                    - driver_before.ru_utime - driver_before.ru_stime) / elapsed)
+    busy = (machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1)
+    driver_cores = (driver_after.ru_utime + driver_after.ru_stime
+                    - driver_before.ru_utime - driver_before.ru_stime) / elapsed
+    report = _report(options, trial, idle, before, after, elapsed, driver_cores)
+    report["machine_cpu_busy"] = round(busy, 3)
+    return report
 
 
 def _report(options: Options, trial: Trial, idle: ProcSample, before: ProcSample,
@@ -908,6 +936,7 @@ def _summary(result: dict[str, Any], progress: Progress) -> None:
         f"down {down['p50']}/{down['p99']}/{down['max']} ms; "
         f"lost {result['frames_lost']['total']}; greeting p50 {result['greeting_ms']['p50']} ms; "
         f"driver {result['driver']['cpu_cores']:.2f} cores; "
+        f"machine {result['machine_cpu_busy'] * 100:.0f}% busy; "
         f"{'ok' if result['ok'] else 'NOT ok'}",
         final=True,
     )

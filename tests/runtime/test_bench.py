@@ -64,6 +64,7 @@ def test_smoke_run_reports_every_figure_and_loses_nothing(tmp_path: Path, audio:
     assert report["greeting_ms"]["samples"] == 2
     assert report["driver"]["cpu_cores"] > 0
     assert isinstance(report["ok"], bool)
+    assert 0 < report["machine_cpu_busy"] <= 1
 
 
 @pytest.mark.parametrize(
