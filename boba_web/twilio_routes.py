@@ -68,6 +68,15 @@ TWIML = "text/xml; charset=utf-8"
 # --- TwiML ------------------------------------------------------------------------------------
 
 
+def render_twiml(response: VoiceResponse) -> str:
+    """The TwiML text, empty elements written `<Hangup/>` as in CONTRACT §3.
+
+    The twilio package (ElementTree) writes `<Hangup />`; the contract's texts have no space.
+    ElementTree escapes `>` in text and attribute values, so ` />` only ever ends a tag.
+    """
+    return str(response).replace(" />", "/>")
+
+
 def connect_twiml(settings: Settings, *, caller: str, call_sid: str, token: str) -> str:
     response = VoiceResponse()
     response.say(CONNECTING)
@@ -76,14 +85,14 @@ def connect_twiml(settings: Settings, *, caller: str, call_sid: str, token: str)
     stream.parameter(name="caller", value=caller)
     stream.parameter(name="callSid", value=call_sid)
     stream.parameter(name="token", value=token)
-    return str(response)
+    return render_twiml(response)
 
 
 def busy_twiml() -> str:
     response = VoiceResponse()
     response.say(BUSY)
     response.hangup()
-    return str(response)
+    return render_twiml(response)
 
 
 def after_twiml(outcome: CallOutcome | None) -> str:
@@ -91,7 +100,7 @@ def after_twiml(outcome: CallOutcome | None) -> str:
     if outcome is CallOutcome.FAILED:
         response.say(APOLOGY)
     response.hangup()
-    return str(response)
+    return render_twiml(response)
 
 
 # --- signatures -------------------------------------------------------------------------------
