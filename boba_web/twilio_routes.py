@@ -48,6 +48,7 @@ from boba_runtime.call_runner import (
 )
 from boba_runtime.calls import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.settings import Settings
+from boba_web.errors import json_error
 
 try:  # quart >= 0.23 raises this from receive() when the peer leaves
     from quart.wrappers.base import ClientDisconnectedError  # type: ignore[attr-defined]
@@ -139,7 +140,8 @@ def webhook_url(settings: Settings, path: str, query_string: bytes) -> str:
 
 
 def forbidden() -> Response:
-    return Response("Forbidden: bad or missing X-Twilio-Signature\n", 403, mimetype="text/plain")
+    """403 with no TwiML; JSON like every other error of this server (CONTRACT §3)."""
+    return json_error(403, "The X-Twilio-Signature is missing or wrong.")
 
 
 # --- the phone side over Quart's websocket ----------------------------------------------------
@@ -227,7 +229,7 @@ def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | No
         call_sid = form.get("CallSid", "")
         caller = form.get("From", "")
         if not call_sid:
-            return Response("CallSid is missing\n", 400, mimetype="text/plain")
+            return json_error(400, "The call webhook has no CallSid.")
         try:
             registry.reserve(call_sid)
         except CallsFull:
