@@ -34,6 +34,24 @@ def json_response(value: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status=status, content_type="application/json")
 
 
+def parse_limit(text: str | None) -> int | None:
+    """`limit` as a count from 1 to MAX_LIMIT (larger is capped); None when it is bad.
+
+    ASCII digits only: `str.isdigit` also passes "²" and 5000-digit strings, which `int`
+    then refuses with a ValueError (a 500 instead of the 400 the caller deserves).
+    """
+    if text is None:
+        return DEFAULT_LIMIT
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0")
+    if not digits:
+        return None  # zero
+    if len(digits) > len(str(MAX_LIMIT)):
+        return MAX_LIMIT
+    return min(int(digits), MAX_LIMIT)
+
+
 def request_is_staff(services: Services) -> bool:
     """True when the current request carries the staff password or a valid session."""
     return staff_authorized(
@@ -82,10 +100,9 @@ def register_api(app: QuartTrio, services: Services) -> None:
         status = request.args.get("status", "active")
         if status not in LIST_STATUSES:
             return json_error(400, "status must be one of active, ready or all.")
-        limit_text = request.args.get("limit", str(DEFAULT_LIMIT))
-        if not limit_text.isdigit() or int(limit_text) < 1:
+        limit = parse_limit(request.args.get("limit"))
+        if limit is None:
             return json_error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}.")
-        limit = min(int(limit_text), MAX_LIMIT)
         try:
             orders = await store.list_orders(status=status, limit=limit)
         except StoreUnavailable as error:
