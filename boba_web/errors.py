@@ -56,6 +56,10 @@ def register_error_handlers(app: QuartTrio) -> None:
         allowed = getattr(error, "valid_methods", None)
         if status == 405 and allowed:
             response.headers["Allow"] = ", ".join(allowed)
+        if status == 413:
+            # The body was refused unread, so the rest of it is still on the connection: a
+            # kept-alive connection would take it for the next request and hang. Close it.
+            response.headers["Connection"] = "close"
         return response
 
     @app.errorhandler(Exception)
