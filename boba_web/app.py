@@ -33,6 +33,10 @@ def create_app(services: Services) -> QuartTrio:
         # Quart checks MAX_CONTENT_LENGTH only when a handler reads the body; refuse early.
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
             raise RequestEntityTooLarge()
+        if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", ""):
+            # Read every (≤ 1 MiB) body, also where the handler ignores it: Hypercorn leaves
+            # a kept-alive connection hanging when a response ends before its request body.
+            await request.get_data(cache=True)
 
     register_api(app, services)
     register_sse(app, services)
