@@ -23,6 +23,9 @@ log = logging.getLogger("boba.events")
 
 DEFAULT_POLL_INTERVAL = 0.15  # seconds between looks at the table when nobody notifies
 DEFAULT_CLIENT_BUFFER = 256  # events a client may fall behind before it is dropped
+# CONTRACT §7: a `: ping` at least every 15 s. Idle for exactly 15 s would land just after
+# that (a client timing out at 15 s would miss it), so ping with a margin.
+DEFAULT_PING_INTERVAL = 10.0
 REPLAY_BATCH = 500
 ERROR_BACKOFF = 1.0
 

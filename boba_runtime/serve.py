@@ -39,6 +39,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from boba_proto.menu import Menu
+from boba_runtime.events import DEFAULT_PING_INTERVAL
 from boba_runtime.secrets import Secrets, load_secrets
 from boba_runtime.services import Services, load_menu, open_services
 from boba_runtime.settings import Settings, SettingsError, load_settings
@@ -143,7 +144,7 @@ async def run_shop(
     secrets: Secrets | None = None,
     menu: Menu | None = None,
     grace_period: float = DEFAULT_GRACE_PERIOD,
-    sse_ping_interval: float = 15.0,
+    sse_ping_interval: float = DEFAULT_PING_INTERVAL,
     poll_interval: float | None = None,
     client_buffer: int | None = None,
     store: Any = None,

@@ -20,7 +20,7 @@ import trio
 from boba_proto.errors import MenuError
 from boba_proto.menu import Menu, parse_menu
 from boba_runtime.calls import CallRegistry
-from boba_runtime.events import DEFAULT_POLL_INTERVAL, EventFeed
+from boba_runtime.events import DEFAULT_PING_INTERVAL, DEFAULT_POLL_INTERVAL, EventFeed
 from boba_runtime.secrets import Secrets, load_secrets
 from boba_runtime.settings import Settings, SettingsError
 from boba_runtime.store import OrderStore, StoreError
@@ -41,7 +41,7 @@ class Services:
     started_at: datetime
     password_file: Path | None = None
     clock: Callable[[], datetime] = utc_now
-    sse_ping_interval: float = 15.0
+    sse_ping_interval: float = DEFAULT_PING_INTERVAL
     metrics: Any = None  # boba_runtime.metrics.Metrics (engineer E)
     calls: Any = None  # the call registry (engineer G)
 
@@ -79,7 +79,7 @@ async def open_services(
     secrets: Secrets | None = None,
     menu: Menu | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
-    sse_ping_interval: float = 15.0,
+    sse_ping_interval: float = DEFAULT_PING_INTERVAL,
     client_buffer: int | None = None,
     store: OrderStore | None = None,
 ) -> AsyncIterator[Services]:
