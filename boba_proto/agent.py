@@ -16,13 +16,13 @@ model names, prompt, functions, greeting) into the one `Settings` message. Binar
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, get_args
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from boba_proto._wire import as_bytes, explain
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -514,32 +514,6 @@ _ENVELOPE: Final = msgspec.json.Decoder(_Envelope)
 _ENCODER: Final = msgspec.json.Encoder()
 _KNOWN_TYPES: Final = frozenset(str(cls.__struct_config__.tag) for cls in get_args(AgentMessage))
 
-_MISSING_FIELD = re.compile(
-    r"^Object missing required field `(?P<field>[^`]*)` - at `(?P<at>[^`]*)`$"
-)
-
-
-def _explain(exc: Exception) -> str:
-    """msgspec's message with a missing field spelled as one JSON path (`$.functions[0].id`)."""
-    text = str(exc)
-    found = _MISSING_FIELD.match(text)
-    if found is not None:
-        return f"missing required field `{found['at']}.{found['field']}`"
-    if text.startswith("Object missing required field") and " - at " not in text:
-        field = text.removeprefix("Object missing required field ").strip("`")
-        return f"missing required field `$.{field}`"
-    return text
-
-
-def _as_bytes(frame: str | bytes, who: str) -> bytes:
-    if isinstance(frame, bytes):
-        return frame
-    try:
-        return frame.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise RemoteProtocolError(f"{who} sent text that is not valid Unicode: {exc}") from exc
-
-
 def _early_access_hint(envelope: _Envelope) -> str | None:
     if envelope.type == "FunctionCallRequest" and (
         envelope.function_call_id is not None
@@ -568,7 +542,7 @@ def decode(frame: str | bytes) -> AgentMessage | UnknownAgentMessage:
     or non-string `type`, a known type with a missing or mistyped field (the message names
     it as a JSON path), or the early-access function-call shape (the message says so).
     """
-    data = _as_bytes(frame, "the agent")
+    data = as_bytes(frame, "the agent")
     try:
         return _DECODER.decode(data)
     except msgspec.ValidationError as exc:
@@ -576,14 +550,14 @@ def decode(frame: str | bytes) -> AgentMessage | UnknownAgentMessage:
             envelope = _ENVELOPE.decode(data)
         except (msgspec.DecodeError, RecursionError):
             raise RemoteProtocolError(
-                f"the agent sent an invalid message: {_explain(exc)}"
+                f"the agent sent an invalid message: {explain(exc)}"
             ) from exc
         hint = _early_access_hint(envelope)
         if hint is not None:
             raise RemoteProtocolError(hint) from exc
         if envelope.type in _KNOWN_TYPES:
             raise RemoteProtocolError(
-                f"the agent sent an invalid {envelope.type!r} message: {_explain(exc)}"
+                f"the agent sent an invalid {envelope.type!r} message: {explain(exc)}"
             ) from exc
         return UnknownAgentMessage(type=envelope.type, raw=data)
     except msgspec.DecodeError as exc:
@@ -602,11 +576,11 @@ def decode_client(frame: str | bytes) -> AgentClientMessage:
 
     Raises `RemoteProtocolError` (from the fake's point of view the client is the peer).
     """
-    data = _as_bytes(frame, "the agent client")
+    data = as_bytes(frame, "the agent client")
     try:
         return _CLIENT_DECODER.decode(data)
     except (msgspec.DecodeError, RecursionError) as exc:
-        raise RemoteProtocolError(f"invalid agent client message: {_explain(exc)}") from exc
+        raise RemoteProtocolError(f"invalid agent client message: {explain(exc)}") from exc
 
 
 def encode_server(msg: AgentMessage) -> str:

@@ -15,11 +15,11 @@ writes exactly the documented objects, with no extra keys (Twilio error 31951).
 
 from __future__ import annotations
 
-import re
 from typing import Final, get_args
 
 import msgspec
 
+from boba_proto._wire import as_bytes, explain
 from boba_proto.errors import RemoteProtocolError
 
 __all__ = [
@@ -257,32 +257,6 @@ _OUT_DECODER: Final = msgspec.json.Decoder(_OutMedia | _OutMark | _OutClear)
 _ENCODER: Final = msgspec.json.Encoder()
 _KNOWN_EVENTS: Final = frozenset(str(cls.__struct_config__.tag) for cls in get_args(TwilioEvent))
 
-_MISSING_FIELD = re.compile(
-    r"^Object missing required field `(?P<field>[^`]*)` - at `(?P<at>[^`]*)`$"
-)
-
-
-def _explain(exc: Exception) -> str:
-    """msgspec's message with a missing field spelled as one JSON path (`$.media.payload`)."""
-    text = str(exc)
-    found = _MISSING_FIELD.match(text)
-    if found is not None:
-        return f"missing required field `{found['at']}.{found['field']}`"
-    if text.startswith("Object missing required field") and " - at " not in text:
-        field = text.removeprefix("Object missing required field ").strip("`")
-        return f"missing required field `$.{field}`"
-    return text
-
-
-def _as_bytes(frame: str | bytes, who: str) -> bytes:
-    if isinstance(frame, bytes):
-        return frame
-    try:
-        return frame.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise RemoteProtocolError(f"{who} sent text that is not valid Unicode: {exc}") from exc
-
-
 def decode(frame: str | bytes) -> TwilioEvent | UnknownTwilioEvent:
     """Parse one Media Streams text frame.
 
@@ -291,17 +265,17 @@ def decode(frame: str | bytes) -> TwilioEvent | UnknownTwilioEvent:
     non-string `event`, or a known event with a missing/mistyped field or bad base64; the
     message names the field as a JSON path.
     """
-    data = _as_bytes(frame, "Twilio")
+    data = as_bytes(frame, "Twilio")
     try:
         return _DECODER.decode(data)
     except msgspec.ValidationError as exc:
         try:
             event = _ENVELOPE.decode(data).event
         except (msgspec.DecodeError, RecursionError):
-            raise RemoteProtocolError(f"Twilio sent an invalid message: {_explain(exc)}") from exc
+            raise RemoteProtocolError(f"Twilio sent an invalid message: {explain(exc)}") from exc
         if event in _KNOWN_EVENTS:
             raise RemoteProtocolError(
-                f"Twilio sent an invalid {event!r} event: {_explain(exc)}"
+                f"Twilio sent an invalid {event!r} event: {explain(exc)}"
             ) from exc
         return UnknownTwilioEvent(event=event, raw=data)
     except msgspec.DecodeError as exc:
@@ -328,11 +302,11 @@ def decode_outbound(frame: str | bytes) -> TwilioOutbound:
 
     Strict, like Twilio's 31951: unknown keys or events raise `RemoteProtocolError`.
     """
-    data = _as_bytes(frame, "the Twilio client")
+    data = as_bytes(frame, "the Twilio client")
     try:
         wire = _OUT_DECODER.decode(data)
     except (msgspec.DecodeError, RecursionError) as exc:
-        raise RemoteProtocolError(f"invalid outbound Twilio message: {_explain(exc)}") from exc
+        raise RemoteProtocolError(f"invalid outbound Twilio message: {explain(exc)}") from exc
     match wire:
         case _OutMedia(stream_sid=sid, media=_OutMediaBody(payload=payload)):
             return SendMedia(stream_sid=sid, payload=payload)
