@@ -305,7 +305,7 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FunctionLike(Protocol):
-    """What `build_settings` needs of a function; `menu.FunctionSpec` fits as well."""
+    """What `build_settings` needs of a function (a `FunctionSpec` or anything shaped like it)."""
 
     @property
     def name(self) -> str: ...

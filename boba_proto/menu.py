@@ -15,6 +15,7 @@ from typing import Annotated, Final
 
 import msgspec
 
+from boba_proto.agent import FunctionSpec
 from boba_proto.errors import MenuError
 from boba_proto.model import cents_to_dollars
 
@@ -389,14 +390,6 @@ class FunctionDef(msgspec.Struct, frozen=True, kw_only=True):
     description: str
     args: tuple[ArgKind, ...] = ()
     required: tuple[ArgKind, ...] = ()
-
-
-class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """A function as the agent's Settings list it (`think.functions[]`)."""
-
-    name: str
-    description: str
-    parameters: dict[str, object]
 
 
 FUNCTIONS: Final = (
