@@ -270,7 +270,8 @@ def _url(variable: str, text: str, schemes: tuple[str, ...]) -> str:
     if parts.scheme not in schemes or not parts.hostname:
         wanted = "/".join(f"{s}://" for s in schemes)
         raise SettingsError(variable, f"expected a {wanted} URL with a host, got {text!r}")
-    return text.rstrip("/")
+    # The scheme in lower case ("HTTPS://…" too), so `startswith("https://")` checks hold.
+    return (parts.scheme + text[len(parts.scheme):]).rstrip("/")
 
 
 def _readable_file(variable: str, text: str) -> str:

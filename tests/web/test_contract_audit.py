@@ -484,3 +484,14 @@ def test_ping_interval_leaves_a_margin_under_15_seconds() -> None:
     assert DEFAULT_PING_INTERVAL <= 12
     default = inspect.signature(run_shop).parameters["sse_ping_interval"].default
     assert default == DEFAULT_PING_INTERVAL
+
+
+def test_public_url_scheme_in_any_case_still_means_https() -> None:
+    # "HTTPS://…" was kept as given, so the session cookie lost `Secure` behind a TLS proxy
+    # (the pages test `public_url.startswith("https://")`).
+    from boba_runtime.settings import load_settings
+
+    settings = load_settings({}, {"BOBA_PUBLIC_URL": "HTTPS://Boba.Example.com/",
+                                  "BOBA_DATA_DIR": "/nonexistent-audit"}, None)
+    assert settings.public_url == "https://Boba.Example.com"
+    assert settings.stream_url == "wss://Boba.Example.com/twilio"
