@@ -455,6 +455,9 @@ class BenchCall:
     async def caller_audio(self) -> None:
         try:
             await self.first_media.wait()  # the server has applied Settings: audio flows
+            # a phone's 20 ms clock has nothing to do with another's: a random phase, so the
+            # rhythm of dialling cannot line the calls' frames up into bursts
+            await trio.sleep(self.rng.uniform(0, FRAME_SECONDS))
             payload = bytes(self.rng.randrange(256) for _ in range(CALLER_FRAME_BYTES))
             timestamp = 20
             start = time.monotonic()
