@@ -40,6 +40,7 @@ from hypercorn.trio import serve
 
 from boba_proto.menu import Menu
 from boba_runtime.events import DEFAULT_PING_INTERVAL
+from boba_runtime.hypercorn_guard import guard_connections
 from boba_runtime.secrets import Secrets, load_secrets
 from boba_runtime.services import Services, load_menu, open_services
 from boba_runtime.settings import Settings, SettingsError, load_settings
@@ -99,6 +100,7 @@ def bind_listener(
 
 
 def hypercorn_config(settings: Settings, fd: int, grace_period: float) -> Config:
+    guard_connections()  # a client that breaks one connection cannot stop the server
     config = Config()
     config.bind = [f"fd://{fd}"]
     config.websocket_max_message_size = settings.max_message_bytes

@@ -495,3 +495,21 @@ def test_public_url_scheme_in_any_case_still_means_https() -> None:
                                   "BOBA_DATA_DIR": "/nonexistent-audit"}, None)
     assert settings.public_url == "https://Boba.Example.com"
     assert settings.stream_url == "wss://Boba.Example.com/twilio"
+
+
+async def test_an_http2_client_cannot_stop_the_server(shop: Shop) -> None:
+    # Last in this module: without the fix it kills the shared server. HTTP/2 DATA after
+    # an early 413 raised KeyError inside Hypercorn, which ended the whole trio server
+    # (pgjones/hypercorn#329); HTTP/2 needs no TLS (prior knowledge), nor any password.
+    body = b"x" * (3 * 1024 * 1024)
+    async with httpx.AsyncClient(base_url=shop.base_url, http1=False, http2=True,
+                                 timeout=5) as h2_client:
+        for _ in range(25):
+            try:
+                response = await h2_client.post("/api/orders/1234/done", content=body)
+            except httpx.TransportError:
+                continue  # that connection may be closed; the server must stay up
+            assert_json_error(response, 413)
+    assert shop.process.poll() is None, "boba serve exited"
+    async with httpx.AsyncClient(base_url=shop.base_url, timeout=5) as client:
+        assert (await client.get("/healthz")).status_code == 200
