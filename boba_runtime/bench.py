@@ -454,7 +454,11 @@ class BenchCall:
 
     async def caller_audio(self) -> None:
         try:
-            await self.first_media.wait()  # the server has applied Settings: audio flows
+            with trio.move_on_after(DIAL_TIMEOUT):
+                await self.first_media.wait()  # the server has applied Settings: audio flows
+            if not self.first_media.is_set():
+                self.trial.failures.append(f"call {self.index}: no greeting audio reached Twilio")
+                return
             # a phone's 20 ms clock has nothing to do with another's: a random phase, so the
             # rhythm of dialling cannot line the calls' frames up into bursts
             await trio.sleep(self.rng.uniform(0, FRAME_SECONDS))
