@@ -847,6 +847,8 @@ def _report(options: Options, trial: Trial, idle: ProcSample, before: ProcSample
     lost = trial.up_lost_frames + trial.down_lost_frames
     ok = (
         trial.calls_failed == 0
+        and not trial.failures  # a call the server ended early, or one never greeted
+        and not trial.protocol_errors
         and lost == 0
         and up["p99"] is not None and float(up["p99"]) <= P99_LIMIT_MS
         and down["p99"] is not None and float(down["p99"]) <= P99_LIMIT_MS
