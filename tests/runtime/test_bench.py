@@ -114,3 +114,59 @@ def test_process_tree_sample_counts_children() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+# --- the accounting, without sockets ------------------------------------------------------------
+
+
+class _Socket:
+    """Stands in for a LeanWebSocket: hands out queued messages, then reports closed."""
+
+    def __init__(self, messages: list[str | bytes] | None = None) -> None:
+        self.messages = list(messages or [])
+
+    async def receive(self) -> str | bytes:
+        if not self.messages:
+            raise bench.WsClosed(1000)
+        return self.messages.pop(0)
+
+
+def _call(input_frame_bytes: int = 160, agent_messages: list[str | bytes] | None = None) -> Any:
+    trial = bench.Trial(calls=1, seconds=1.0, traffic=bench.Traffic.WORST, measuring=True)
+    link = bench.AgentLink(
+        ws=_Socket(agent_messages),  # type: ignore[arg-type]
+        settings_at=0.0, input_frame_bytes=input_frame_bytes, output_rate=8000, output_width=1,
+    )
+    return bench.BenchCall(0, trial, _Socket(), link, "MZ1", "CA1", 0.0)  # type: ignore[arg-type]
+
+
+def test_agent_to_caller_latency_is_charged_to_the_chunk_holding_the_last_byte() -> None:
+    call = _call()
+    call.down_chunks.extend([(800, 1.000), (1600, 1.100)])
+    call.down_expected = 1600
+    call._on_media(800, 1.005)  # all of chunk 1
+    call._on_media(400, 1.120)  # half of chunk 2
+    assert call.trial.down_latency == pytest.approx([0.005, 0.020])
+    call._count_lost()  # 400 bytes never came: 2.5 frames -> 3 frames lost
+    assert call.trial.down_lost_frames == 3
+    assert call.trial.greeting == []  # no greeting audio was sent by this agent
+
+
+def test_greeting_subtracts_the_agents_own_delay() -> None:
+    call = _call()
+    call.greeting_audio_at = 0.200  # the agent got Settings at 0.0 and spoke at 0.2
+    call.down_chunks.append((160, 0.200))
+    call.down_expected = 160
+    call._on_media(160, 0.230)
+    assert call.trial.greeting == pytest.approx([0.030])
+
+
+async def test_caller_to_agent_counts_frames_by_bytes_and_finds_losses() -> None:
+    # linear16 at 48 kHz: 1920 bytes per 20 ms; the server sends 40 ms (3840 bytes) at a time
+    call = _call(input_frame_bytes=1920, agent_messages=[b"\0" * 3840, "{}", b"\0" * 3840])
+    call.frame_sent_at.extend([0.0, 0.02, 0.04, 0.06, 0.08, 0.10])
+    await call.agent_reader()
+    assert call.agent_bytes_in == 7680
+    assert len(call.trial.up_latency) == 2  # one sample per agent message
+    call._count_lost()
+    assert call.trial.up_lost_frames == 2  # frames 5 and 6 never reached the agent
