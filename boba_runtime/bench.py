@@ -970,6 +970,29 @@ async def _main(options: Options) -> dict[str, Any]:
     return result
 
 
+def _exit_code_for(exc: BaseException) -> int:
+    """130 for Ctrl-C, 1 (with the reason) when the bench could not run; anything else
+    is a bug and propagates."""
+    group = exc if isinstance(exc, BaseExceptionGroup) else BaseExceptionGroup("", [exc])
+    interrupted, _ = group.split(KeyboardInterrupt)
+    if interrupted is not None:
+        print("boba bench: interrupted; the server was stopped", file=sys.stderr)
+        return 130
+    failed, rest = group.split(BenchError)
+    if failed is not None and rest is None:
+        reasons = [str(e) for e in _leaves(failed)]
+        print(f"boba bench: {'; '.join(reasons)}", file=sys.stderr)
+        return 1
+    raise exc
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for inner in group.exceptions:
+        found += _leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner]
+    return found
+
+
 def main(argv: list[str]) -> int:
     try:
         options = parse_args(argv)
@@ -981,11 +1004,8 @@ def main(argv: list[str]) -> int:
     _raise_fd_limit()
     try:
         report = trio.run(_main, options)
-    except BenchError as exc:
-        print(f"boba bench: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as exc:  # trio nurseries wrap errors in exception groups
+        return _exit_code_for(exc)
     report["command"] = "boba bench " + shlex.join(argv)
     report["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     if options.json_path:

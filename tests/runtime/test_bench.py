@@ -170,3 +170,21 @@ async def test_caller_to_agent_counts_frames_by_bytes_and_finds_losses() -> None
     assert len(call.trial.up_latency) == 2  # one sample per agent message
     call._count_lost()
     assert call.trial.up_lost_frames == 2  # frames 5 and 6 never reached the agent
+
+
+def test_a_bench_that_cannot_run_exits_1_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def cannot_start(options: bench.Options, calls: int, progress: bench.Progress) -> None:
+        import trio
+
+        async with trio.open_nursery() as nursery:  # as deep inside as the real failure
+
+            async def fail() -> None:
+                raise bench.BenchError("boba serve exited with 2: BOBA_X: bad")
+
+            nursery.start_soon(fail)
+
+    monkeypatch.setattr(bench, "run_trial", cannot_start)
+    assert bench.main(["--calls", "1"]) == 1
+    assert "boba serve exited with 2: BOBA_X: bad" in capsys.readouterr().err
