@@ -27,9 +27,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the sans-IO core."""
+    """mypy --strict on the sans-IO core, then on the runtime and web layers."""
     session.install("-e", ".[typecheck]")
     session.run("mypy", "--strict", "boba_proto")
+    session.run("mypy", "--strict", "boba_runtime", "boba_web")
 
 
 @nox.session

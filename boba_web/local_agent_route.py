@@ -13,18 +13,11 @@ import ipaddress
 import logging
 from typing import Any
 
-from quart import Response, websocket
+from quart import Response
 from quart_trio import QuartTrio
 
 from boba_runtime.local_agent.server import serve_local_agent
-
-try:  # quart >= 0.23 raises this from receive() when the peer leaves
-    from quart.wrappers.base import ClientDisconnectedError  # type: ignore[attr-defined]
-except ImportError:  # quart <= 0.22 cancels the handler instead
-
-    class ClientDisconnectedError(Exception):  # type: ignore[no-redef]
-        """Never raised on quart 0.22."""
-
+from boba_web.compat import ClientDisconnectedError, current_websocket
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +42,7 @@ def register_local_agent_route(app: QuartTrio, services: Any) -> None:
 
     @app.websocket(PATH)
     async def local_agent() -> Response | None:
-        ws = websocket._get_current_object()
+        ws = current_websocket()
         if not from_this_host(ws.scope, ws.headers):
             log.warning("WS %s refused: not a direct connection from this host", PATH)
             return Response("Forbidden: the local agent serves this host only\n", 403,

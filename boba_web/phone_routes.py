@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 import trio
-from quart import Response, render_template, request, websocket
+from quart import Response, render_template, request
 from quart_trio import QuartTrio
 
 from boba_proto import twilio as tw
@@ -37,9 +37,10 @@ from boba_proto.call import Action, CallerText, CallEvent, FunctionCalled, Trans
 from boba_proto.errors import RemoteProtocolError
 from boba_runtime.auth import SESSION_COOKIE, staff_authorized
 from boba_runtime.call_runner import PhoneClosed, build_call_deps, run_call
+from boba_web.compat import ClientDisconnectedError, current_websocket
 from boba_web.errors import json_error
 from boba_web.pages import BLUEPRINT, PAGE_CSP, SHOP_NAME
-from boba_web.twilio_routes import ClientDisconnectedError, QuartPhone, agent_connector
+from boba_web.twilio_routes import QuartPhone, agent_connector
 
 __all__ = ["PhoneText", "decode_phone_frame", "register_phone_routes"]
 
@@ -209,7 +210,7 @@ def register_phone_routes(app: QuartTrio, services: Any) -> None:
 
     @app.websocket("/phone/ws")
     async def phone_socket() -> Response | None:
-        ws = websocket._get_current_object()
+        ws = current_websocket()
         if not is_staff(ws.headers, ws.cookies):
             return json_error(401, "Staff login required.", WWW_Authenticate="Bearer")
         if not _origin_ok(ws.headers.get("Origin"), ws.headers.get("Host"), settings.public_url):

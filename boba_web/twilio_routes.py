@@ -48,15 +48,8 @@ from boba_runtime.call_runner import (
 )
 from boba_runtime.calls import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.settings import Settings
+from boba_web.compat import ClientDisconnectedError, current_websocket
 from boba_web.errors import json_error
-
-try:  # quart >= 0.23 raises this from receive() when the peer leaves
-    from quart.wrappers.base import ClientDisconnectedError  # type: ignore[attr-defined]
-except ImportError:  # quart <= 0.22 cancels the handler instead
-
-    class ClientDisconnectedError(Exception):  # type: ignore[no-redef]
-        """Never raised on quart 0.22."""
-
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +249,7 @@ def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | No
         if not signature_ok(settings, settings.stream_url, {}, websocket.headers):
             log.warning("WS /twilio refused: bad or missing X-Twilio-Signature")
             return forbidden()
-        ws = websocket._get_current_object()  # type: ignore[attr-defined]
+        ws = current_websocket()
         await ws.accept()
         phone = QuartPhone(ws)
         connect = agent_connector(settings, ws.scope, services.menu)
