@@ -299,22 +299,6 @@ class AgentWarningReported(Action, tag="agent_warning", frozen=True, kw_only=Tru
     description: str
 
 
-ActionUnion = (
-    SendToTwilio
-    | SendToAgent
-    | SendAgentAudio
-    | RequestEffect
-    | StartTimer
-    | CancelTimer
-    | EndCall
-    | Transcript
-    | FunctionCalled
-    | AgentLatency
-    | AgentErrorReported
-    | AgentWarningReported
-)
-
-
 # --------------------------------------------------------------------------- config
 
 
