@@ -32,6 +32,7 @@ __all__ = [
     "remove_item",
     "save_phone",
     "set_sweetness_ice",
+    "spoken_list",
     "stage_drink",
     "update_pending",
 ]

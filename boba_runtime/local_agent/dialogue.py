@@ -27,6 +27,7 @@ import msgspec
 
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
 from boba_proto.menu import Menu
+from boba_proto.ordering import spoken_list
 from boba_runtime.local_agent.understand import DrinkSpec, Lexicon, Utterance, understand
 
 __all__ = ["CallFunction", "DialoguePhase", "LocalDialogue", "Say", "Step"]
@@ -88,12 +89,9 @@ def _dollars(value: object) -> str:
     return f"${float(value):.2f}" if isinstance(value, int | float) else "$0.00"
 
 
-def _spoken_list(parts: list[str], conjunction: str = "and") -> str:
-    if not parts:
-        return "nothing"
-    if len(parts) == 1:
-        return parts[0]
-    return f"{', '.join(parts[:-1])} {conjunction} {parts[-1]}"
+def _drink_count(n: int) -> str:
+    """ "one drink", "two drinks": a count of drinks as said."""
+    return f"{_count(n)} {'drink' if n == 1 else 'drinks'}"
 
 
 def _article(word: str) -> str:
@@ -106,7 +104,7 @@ def describe(drink: Result, *, with_price: bool = True) -> str:
     extras = [str(x) for x in [*drink.get("toppings", []), *drink.get("addons", [])]]
     text = f"{_article(flavor)} {flavor}"
     if extras:
-        text += f" with {_spoken_list(extras)}"
+        text += f" with {spoken_list(extras)}"
     text += f", {drink.get('sweetness', '')} sweet, {drink.get('ice', '')}"
     if with_price and "price" in drink:
         text += f", {_dollars(drink['price'])}"
@@ -258,7 +256,7 @@ class LocalDialogue:
             return
         vague = next((d for d in u.drinks if d.vague_sweetness and not d.sweetness), None)
         if vague is not None and phase is not DialoguePhase.PLACED:
-            levels = _spoken_list(list(self.menu.sweetness_levels), "or")
+            levels = spoken_list(self.menu.sweetness_levels, "or")
             rest = replace(vague, vague_sweetness=False)
             if phase is not DialoguePhase.CONFIRMING_DRINK and rest.has_content:
                 self._partial = rest  # the rest waits for the level
@@ -412,8 +410,7 @@ class LocalDialogue:
                           "How many would you like?")
                 return
             self._expected = len(self.items) + n
-            noun = "drink" if n == 1 else "drinks"
-            yield Say(f"Sure, {_count(n)} {noun}. What would you like for the "
+            yield Say(f"Sure, {_drink_count(n)}. What would you like for the "
                       f"{_ordinal(len(self.items))} one?")
             return
         if u.never_mind:
@@ -476,7 +473,7 @@ class LocalDialogue:
         if queue and queue[0].changes_only:
             self._partial = queue[0]
             yield Say("Sure. Which flavor would you like? We have "
-                      f"{_spoken_list(list(self.menu.flavors), 'or')}.")
+                      f"{spoken_list(self.menu.flavors, 'or')}.")
             return
         total = len(self.items) + len(queue)
         if total > self.menu.max_drinks:
@@ -515,9 +512,8 @@ class LocalDialogue:
 
     def _modify(self, index: int, spec: DrinkSpec) -> Turn:
         if not 0 <= index < len(self.items):
-            count = len(self.items)
-            yield Say(f"I can't find that drink: your order has {_count(count)} "
-                      f"{'drink' if count == 1 else 'drinks'}. Which one do you mean?")
+            yield Say(f"I can't find that drink: your order has "
+                      f"{_drink_count(len(self.items))}. Which one do you mean?")
             return
         arguments = _change_arguments(self.items[index], spec)
         only_levels = set(arguments) <= {"sweetness", "ice"} and arguments
@@ -593,7 +589,7 @@ class LocalDialogue:
         if self._expected is not None:
             self._expected = max(0, self._expected - 1) or None
         left = len(self.items)
-        rest = (f"You have {_count(left)} {'drink' if left == 1 else 'drinks'} now."
+        rest = (f"You have {_drink_count(left)} now."
                 if left else "Your order is empty now.")
         yield Say(f"Okay, I've removed {describe(removed, with_price=False)}. {rest} "
                   f"{self._prompt()}")
@@ -630,7 +626,7 @@ class LocalDialogue:
             yield from self._checkout()
             return
         self.phase = DialoguePhase.ASKING_PHONE
-        drinks = _spoken_list([describe(d, with_price=False) for d in self.items])
+        drinks = spoken_list([describe(d, with_price=False) for d in self.items])
         total = sum(float(d.get("price", 0)) for d in self.items)
         yield Say(f"So that's {drinks}, for a total of {_dollars(total)}. What phone number "
                   "should we text when your order is ready?")
@@ -663,9 +659,8 @@ class LocalDialogue:
             return
         self.phase = DialoguePhase.PLACED
         number = str(result.get("order_number"))
-        count = len(self.items)
         yield Say(f"Your order is placed! Your order number is {spoken_digits(number)}. "
-                  f"That's {_count(count)} {'drink' if count == 1 else 'drinks'} for "
+                  f"That's {_drink_count(len(self.items))} for "
                   f"{_dollars(result.get('total'))}, and we'll text you when it's ready. "
                   "Anything else I can help with?")
 
@@ -692,12 +687,12 @@ class LocalDialogue:
             t for d in u.drinks for t in d.unknown_toppings
         ] + u.unknown
         if missing:
-            flavors = _spoken_list([str(f) for f in result.get("flavors", [])])
-            toppings = _spoken_list([str(t) for t in result.get("toppings", [])])
+            flavors = spoken_list([str(f) for f in result.get("flavors", [])])
+            toppings = spoken_list([str(t) for t in result.get("toppings", [])])
             yield Say(f"Sorry, we don't have {missing[0]}. We have {flavors}, and for "
                       f"toppings {toppings}. {self._prompt()}")
         elif named:
-            yield Say(f"Yes, we have {_spoken_list([str(n) for n in named])}. {self._prompt()}")
+            yield Say(f"Yes, we have {spoken_list([str(n) for n in named])}. {self._prompt()}")
         else:
             yield Say(f"{result.get('summary', '')} {self._prompt()}".strip())
 
@@ -721,7 +716,7 @@ class LocalDialogue:
             f"{_STATUS_WORDS.get(str(o.get('status')), 'is in our system')}"
             for o in orders
         ]
-        sentence = _spoken_list(parts)
+        sentence = spoken_list(parts)
         yield Say(f"{sentence[0].upper()}{sentence[1:]}. {self._prompt()}")
 
     def _read_cart(self) -> Turn:
@@ -729,7 +724,7 @@ class LocalDialogue:
         items = [d for d in result.get("items", []) if isinstance(d, dict)]
         parts = []
         if items:
-            parts.append(f"You have {_spoken_list([describe(d, with_price=False) for d in items])}"
+            parts.append(f"You have {spoken_list([describe(d, with_price=False) for d in items])}"
                          f", {_dollars(result.get('total'))} in all.")
         else:
             parts.append("Your order is empty so far.")
@@ -756,7 +751,7 @@ class LocalDialogue:
         return "What would you like to order?" if not self.items else "Anything else?"
 
     def _clarify(self, u: Utterance) -> Turn:
-        flavors = _spoken_list(list(self.menu.flavors), "or")
+        flavors = spoken_list(self.menu.flavors, "or")
         heard = f' "{u.unknown[0]}"' if u.unknown else ""
         if self.phase is DialoguePhase.CONFIRMING_DRINK and self.pending is not None:
             yield Say(f"Sorry, I didn't catch{heard or ' that'}. Shall I add "
@@ -846,11 +841,13 @@ def _merge(base: DrinkSpec, later: DrinkSpec) -> DrinkSpec:
 
 
 def _decode_result(content: str | Result) -> Result:
+    """A function result as a dict; anything unreadable answers like a failed function."""
     if isinstance(content, dict):
         return content
     try:
         value = json.loads(content)
     except (TypeError, ValueError):
+        value = None
+    if not isinstance(value, dict):
         return {"ok": False, "error": "Sorry, something went wrong on my side."}
-    return value if isinstance(value, dict) else {"ok": False, "error": "Sorry, something "
-                                                  "went wrong on my side."}
+    return value
