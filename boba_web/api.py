@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec
+from datetime import datetime
+from typing import Any, ParamSpec, Protocol
 
 import msgspec
 import trio
@@ -52,19 +53,38 @@ def parse_limit(text: str | None) -> int | None:
     return min(int(digits), MAX_LIMIT)
 
 
-def request_is_staff(services: Services) -> bool:
-    """True when the current request carries the staff password or a valid session."""
+class StaffSecrets(Protocol):
+    """What the staff check needs from `boba_runtime.services.Services`."""
+
+    @property
+    def staff_password(self) -> str: ...
+
+    @property
+    def secret_key(self) -> bytes: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+
+def has_staff_credentials(services: StaffSecrets, headers: Any, cookies: Any) -> bool:
+    """The one staff check of every route: the password (Basic or Bearer) in `headers`, or
+    a valid session in `cookies` (a request's or a WebSocket handshake's)."""
     return staff_authorized(
-        request.headers.get("Authorization"),
-        request.cookies.get(SESSION_COOKIE),
+        headers.get("Authorization"),
+        cookies.get(SESSION_COOKIE),
         password=services.staff_password,
         secret_key=services.secret_key,
         now=services.clock(),
     )
 
 
+def request_is_staff(services: StaffSecrets) -> bool:
+    """True when the current request carries the staff password or a valid session."""
+    return has_staff_credentials(services, request.headers, request.cookies)
+
+
 def staff_only(
-    services: Services,
+    services: StaffSecrets,
 ) -> Callable[[Callable[P, Awaitable[Response]]], Callable[P, Awaitable[Response]]]:
     """Decorator: 401 JSON unless `request_is_staff`."""
 

@@ -13,21 +13,16 @@ import collections
 import hmac
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from quart import Blueprint, Response, jsonify, render_template, request
 
 from boba_proto.model import order_to_json
-from boba_runtime.auth import (
-    SESSION_COOKIE,
-    SESSION_LIFETIME,
-    make_session_cookie,
-    staff_authorized,
-)
+from boba_runtime.auth import SESSION_COOKIE, SESSION_LIFETIME, make_session_cookie
 from boba_runtime.metrics import Metrics
 from boba_runtime.store import OrderStore, StoreError, StoreUnavailable
+from boba_web.api import StaffSecrets, request_is_staff
 from boba_web.errors import json_error
 
 SHOP_NAME = "BobaRista"
@@ -42,7 +37,7 @@ PAGE_CSP = (
 )
 
 
-class PagesServices(Protocol):
+class PagesServices(StaffSecrets, Protocol):
     """What the pages need from `boba_runtime.services.Services`."""
 
     @property
@@ -50,15 +45,6 @@ class PagesServices(Protocol):
 
     @property
     def metrics(self) -> Any: ...  # boba_runtime.metrics.Metrics
-
-    @property
-    def staff_password(self) -> str: ...
-
-    @property
-    def secret_key(self) -> bytes: ...
-
-    @property
-    def clock(self) -> Callable[[], datetime]: ...
 
 
 class LoginLimiter:
@@ -116,6 +102,25 @@ class LoginLimiter:
         self._failures.pop(address, None)
 
 
+async def render_page(template: str, status: int = 200, **context: Any) -> Response:
+    """A shop page (these pages and `/phone`): the template with the shop's names, and
+    headers that keep it to its own scripts, uncached."""
+    body = await render_template(
+        template,
+        shop_name=SHOP_NAME,
+        static_endpoint=f"{BLUEPRINT}.static",
+        login_endpoint=f"{BLUEPRINT}.login",
+        logout_endpoint=f"{BLUEPRINT}.logout",
+        **context,
+    )
+    response = Response(body, status=status, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _see_other(path: str) -> Response:
     """303 to a page of this site (after a form post the browser then GETs it)."""
     return Response("", status=303, headers={"Location": path})
@@ -150,43 +155,19 @@ def make_pages_blueprint(
     now = services.clock
     login_limiter = limiter if limiter is not None else LoginLimiter()
     secure_cookie_default = bool(public_url and public_url.startswith("https://"))
-    template_names = {
-        "shop_name": SHOP_NAME,
-        "static_endpoint": f"{BLUEPRINT}.static",
-        "login_endpoint": f"{BLUEPRINT}.login",
-        "logout_endpoint": f"{BLUEPRINT}.logout",
-    }
-
-    def is_staff() -> bool:
-        return staff_authorized(
-            request.headers.get("Authorization"),
-            request.cookies.get(SESSION_COOKIE),
-            password=services.staff_password,
-            secret_key=services.secret_key,
-            now=now(),
-        )
 
     def client_address() -> str:
         return request.remote_addr or "unknown"
 
-    async def page(template: str, status: int = 200, **context: Any) -> Response:
-        body = await render_template(template, **template_names, **context)
-        response = Response(body, status=status, content_type="text/html; charset=utf-8")
-        response.headers["Content-Security-Policy"] = PAGE_CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
     @pages.get("/orders")
     async def tv_board() -> Response:
-        return await page("tv.html")
+        return await render_page("tv.html")
 
     @pages.get("/barista")
     async def barista() -> Response:
-        if not is_staff():
-            return await page("login.html")
-        return await page("barista.html")
+        if not request_is_staff(services):
+            return await render_page("login.html")
+        return await render_page("barista.html")
 
     @pages.get("/login")
     async def login_page() -> Response:
@@ -196,11 +177,11 @@ def make_pages_blueprint(
     @pages.post("/login")
     async def login() -> Response:
         if not _same_origin(public_url):
-            return await page("login.html", 403, error="Log in from this site's own page.")
+            return await render_page("login.html", 403, error="Log in from this site's own page.")
         address = client_address()
         wait = login_limiter.retry_after(address)
         if wait is not None:
-            response = await page(
+            response = await render_page(
                 "login.html",
                 429,
                 error=f"Too many wrong passwords. Try again in {int(wait + 0.999)} seconds.",
@@ -213,7 +194,7 @@ def make_pages_blueprint(
             given.encode("utf-8"), services.staff_password.encode("utf-8")
         ):
             login_limiter.failed(address)
-            return await page("login.html", 401, error="That password is not right.")
+            return await render_page("login.html", 401, error="That password is not right.")
         login_limiter.succeeded(address)
         response = _see_other("/barista")
         response.set_cookie(
@@ -230,7 +211,7 @@ def make_pages_blueprint(
     @pages.post("/logout")
     async def logout() -> Response:
         if not _same_origin(public_url):
-            return await page("login.html", 403, error="Log out from this site's own page.")
+            return await render_page("login.html", 403, error="Log out from this site's own page.")
         response = _see_other("/barista")
         response.delete_cookie(
             SESSION_COOKIE,
@@ -244,7 +225,7 @@ def make_pages_blueprint(
     @pages.get("/barista/orders")
     async def console_orders() -> Response:
         """Active orders with phone and SMS state, for the console (staff only)."""
-        if not is_staff():
+        if not request_is_staff(services):
             return json_error(401, "Staff login required.", WWW_Authenticate="Bearer")
         try:
             orders = await services.store.list_orders(status="active", limit=CONSOLE_LIST_LIMIT)
@@ -258,7 +239,7 @@ def make_pages_blueprint(
 
     @pages.get("/metrics")
     async def metrics() -> Response:
-        if not is_staff():
+        if not request_is_staff(services):
             return json_error(
                 401, "Send the staff password as a Bearer token.", WWW_Authenticate="Bearer"
             )

@@ -23,23 +23,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
 import trio
-from quart import Response, render_template, request
+from quart import Response
 from quart_trio import QuartTrio
 
 from boba_proto import twilio as tw
 from boba_proto.call import Action, CallerText, CallEvent, FunctionCalled, Transcript
 from boba_proto.errors import RemoteProtocolError
-from boba_runtime.auth import SESSION_COOKIE, staff_authorized
 from boba_runtime.call_runner import PhoneClosed, build_call_deps, run_call
+from boba_web.api import has_staff_credentials, request_is_staff
 from boba_web.compat import ClientDisconnectedError, current_websocket
 from boba_web.errors import json_error
-from boba_web.pages import BLUEPRINT, PAGE_CSP, SHOP_NAME
+from boba_web.pages import render_page
 from boba_web.twilio_routes import QuartPhone, agent_connector
 
 __all__ = ["PhoneText", "decode_phone_frame", "register_phone_routes"]
@@ -174,44 +173,17 @@ def _origin_ok(origin: str | None, host: str | None, public_url: str) -> bool:
 def register_phone_routes(app: QuartTrio, services: Any) -> None:
     settings = services.settings
     call_deps = build_call_deps(services)
-    now: Callable[[], Any] = services.clock
-
-    def is_staff(headers: Any, cookies: Any) -> bool:
-        return staff_authorized(
-            headers.get("Authorization"),
-            cookies.get(SESSION_COOKIE),
-            password=services.staff_password,
-            secret_key=services.secret_key,
-            now=now(),
-        )
-
-    async def page(template: str, status: int = 200, **context: Any) -> Response:
-        body = await render_template(
-            template,
-            shop_name=SHOP_NAME,
-            static_endpoint=f"{BLUEPRINT}.static",
-            login_endpoint=f"{BLUEPRINT}.login",
-            logout_endpoint=f"{BLUEPRINT}.logout",
-            **context,
-        )
-        response = Response(body, status=status, content_type="text/html; charset=utf-8")
-        # The page opens its own WebSocket and nothing else.
-        response.headers["Content-Security-Policy"] = PAGE_CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Cache-Control"] = "no-store"
-        return response
 
     @app.get("/phone")
     async def phone_page() -> Response:
-        if not is_staff(request.headers, request.cookies):
-            return await page("login.html")
-        return await page("phone.html")
+        if not request_is_staff(services):
+            return await render_page("login.html")
+        return await render_page("phone.html")
 
     @app.websocket("/phone/ws")
     async def phone_socket() -> Response | None:
         ws = current_websocket()
-        if not is_staff(ws.headers, ws.cookies):
+        if not has_staff_credentials(services, ws.headers, ws.cookies):
             return json_error(401, "Staff login required.", WWW_Authenticate="Bearer")
         if not _origin_ok(ws.headers.get("Origin"), ws.headers.get("Host"), settings.public_url):
             return json_error(403, "Open the phone from this site's own page.")
