@@ -134,9 +134,7 @@ class _Args(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _check_text(label: str, value: object) -> str | None:
-    if not isinstance(value, str):
-        return f"I didn't get the {label}. Could you say it again?"
-    if not value.strip():
+    if not isinstance(value, str) or not value.strip():
         return f"I didn't get the {label}. Could you say it again?"
     if len(value) > MAX_TEXT_CHARS:
         return f"That {label} is too long for me. Could you say it more briefly?"
