@@ -41,6 +41,7 @@ from boba_runtime.agent_link import (
     websocket_connector,
 )
 from boba_runtime.call_runner import (
+    Authorize,
     CallDeps,
     PhoneClosed,
     build_call_deps,
@@ -192,7 +193,9 @@ def agent_connector(
     )
 
 
-def token_check(registry: CallRegistry) -> Any:
+def token_check(registry: CallRegistry) -> Authorize:
+    """The `start` event's token must be the one `/voice` issued for its callSid."""
+
     def authorize(start: tw.Start) -> str | None:
         token = start.start.custom_parameters.get("token", "")
         if registry.token_valid(start.start.call_sid, token):
@@ -212,12 +215,19 @@ def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | No
     registry = call_deps.registry
     authorize = token_check(registry)
 
-    @app.post("/voice")
-    async def voice() -> Response:
+    async def signed_form() -> Any | None:
+        """The webhook's form, or None (logged) when its X-Twilio-Signature is not right."""
         form = await request.form
         url = webhook_url(settings, request.path, request.query_string)
-        if not signature_ok(settings, url, form, request.headers):
-            log.warning("POST /voice refused: bad or missing X-Twilio-Signature")
+        if signature_ok(settings, url, form, request.headers):
+            return form
+        log.warning("POST %s refused: bad or missing X-Twilio-Signature", request.path)
+        return None
+
+    @app.post("/voice")
+    async def voice() -> Response:
+        form = await signed_form()
+        if form is None:
             return forbidden()
         call_sid = form.get("CallSid", "")
         caller = form.get("From", "")
@@ -234,10 +244,8 @@ def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | No
 
     @app.post("/voice/after")
     async def voice_after() -> Response:
-        form = await request.form
-        url = webhook_url(settings, request.path, request.query_string)
-        if not signature_ok(settings, url, form, request.headers):
-            log.warning("POST /voice/after refused: bad or missing X-Twilio-Signature")
+        form = await signed_form()
+        if form is None:
             return forbidden()
         call_sid = form.get("CallSid", "")
         registry.release(call_sid)  # the stream is over either way
