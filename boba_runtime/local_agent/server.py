@@ -34,6 +34,7 @@ import trio
 from boba_proto import agent, audio
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
 from boba_proto.menu import FUNCTIONS, Menu
+from boba_runtime.agent_link import AgentClosed
 from boba_runtime.local_agent.dialogue import LocalDialogue, Say, Step
 
 __all__ = [
@@ -280,8 +281,6 @@ class InProcessAgentConnection:
         self._push(session.start())
 
     def _push(self, frames: list[Outgoing]) -> None:
-        from boba_runtime.agent_link import AgentClosed
-
         try:
             for frame in frames:
                 self._send.send_nowait(frame)
@@ -294,8 +293,6 @@ class InProcessAgentConnection:
             self._send.close()  # the Error goes out, then the connection ends
 
     async def receive(self) -> str | bytes:
-        from boba_runtime.agent_link import AgentClosed
-
         try:
             return await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
