@@ -268,7 +268,6 @@ class _Call:
         self.started = False
         self.close_code = CLOSE_NORMAL
         self.slot = ExitStack()
-        self.metrics_started = False
 
     # --- the core -------------------------------------------------------------------------
 
@@ -486,12 +485,11 @@ class _Call:
         except CallsFull as exc:
             self.refuse(str(exc), CLOSE_TRY_LATER)
             return False
-        self.started = True
-        if self.recorder is not None:
-            self.recorder.begin(call_sid)
+        self.started = True  # from here on the call counts as begun (and ended, in metrics)
         if self.deps.metrics is not None:
             self.deps.metrics.call_started()
-            self.metrics_started = True
+        if self.recorder is not None:
+            self.recorder.begin(call_sid)
         return True
 
     async def phone_writer(self) -> None:
@@ -505,6 +503,10 @@ class _Call:
             self.feed(CallerHungUp())
 
     # --- the agent side -----------------------------------------------------------------------
+
+    def _agent_closed(self, exc: AgentClosed) -> None:
+        log.warning("call %s: agent link lost: %s", self.report.call_sid, exc.reason)
+        self.feed(AgentLost(reason=exc.reason))
 
     async def agent_main(self) -> None:
         """Connect, read until the call ends, then close the link gracefully (≤ 2 s).
@@ -524,17 +526,13 @@ class _Call:
                             try:
                                 await self._agent_reader(link)
                             except AgentClosed as exc:
-                                log.warning(
-                                    "call %s: agent link lost: %s", self.report.call_sid, exc.reason
-                                )
-                                self.feed(AgentLost(reason=exc.reason))
+                                self._agent_closed(exc)
                         # The call is over: the writer stops at its closed outbox.
         except AgentUnreachable as exc:
             log.error("call %s: agent unreachable: %s", self.report.call_sid, exc.reason)
             self.feed(AgentLost(reason=exc.reason))
         except AgentClosed as exc:
-            log.warning("call %s: agent link lost: %s", self.report.call_sid, exc.reason)
-            self.feed(AgentLost(reason=exc.reason))
+            self._agent_closed(exc)
 
     async def _agent_reader(self, link: AgentConnection) -> None:
         # Deepgram: send nothing before Welcome. Anything else first (or silence) is
@@ -646,7 +644,7 @@ async def run_call(
             with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
                 await call.recorder.aclose()
         call.slot.close()  # last: a free slot means this call is completely over
-        if call.metrics_started and deps.metrics is not None:
+        if call.started and deps.metrics is not None:  # call_started() was counted
             deps.metrics.call_ended(trio.current_time() - call.t0)
     call.report.malformed = call.session.malformed_count or call.report.malformed
     return call.report
