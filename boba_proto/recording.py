@@ -201,9 +201,14 @@ def _input_record(event: CallEvent) -> object:
     return event
 
 
+def _line(t: float, key: str, record: object) -> str:
+    """One recording line, `{"t": ..., "in"|"out": ...}`, without its newline."""
+    return _ENCODER.encode({"t": t, key: record}).decode("utf-8")
+
+
 def encode_input(t: float, event: CallEvent) -> str:
     """One input line (no trailing newline); everything in full, audio as base64."""
-    return _ENCODER.encode({"t": round(t, 6), "in": _input_record(event)}).decode("utf-8")
+    return _line(round(t, 6), "in", _input_record(event))
 
 
 def _digest(data: bytes) -> dict[str, Any]:
@@ -225,8 +230,7 @@ def output_record(action: Action, *, digest_audio: bool = True) -> dict[str, Any
 
 def encode_output(t: float, action: Action, *, digest_audio: bool = True) -> str:
     """One output line (no trailing newline)."""
-    record = output_record(action, digest_audio=digest_audio)
-    return _ENCODER.encode({"t": round(t, 6), "out": record}).decode("utf-8")
+    return _line(round(t, 6), "out", output_record(action, digest_audio=digest_audio))
 
 
 def comparable_output(record: dict[str, Any]) -> dict[str, Any]:
@@ -406,11 +410,7 @@ def replay_lines(lines: list[str]) -> ReplayReport:
     difference: str | None = None
     new_lines = [first]
     outputs: list[tuple[float, dict[str, Any]]] = []
-    expected: list[OutputLine] = []
-    index = 0
-    while index < len(entries) and isinstance(entries[index], OutputLine):
-        expected.append(entries[index])  # type: ignore[arg-type]
-        index += 1
+    expected, index = _outputs_from(entries, 0)
     if expected:
         difference = (
             f"line {expected[0].lineno}: expected {_show(expected[0].record)} "
@@ -420,11 +420,7 @@ def replay_lines(lines: list[str]) -> ReplayReport:
     while index < len(entries):
         entry = entries[index]
         assert isinstance(entry, InputLine)
-        index += 1
-        expected = []
-        while index < len(entries) and isinstance(entries[index], OutputLine):
-            expected.append(entries[index])  # type: ignore[arg-type]
-            index += 1
+        expected, index = _outputs_from(entries, index + 1)
         next_line = entries[index].lineno if index < len(entries) else None
         new_lines.append(lines[entry.lineno - 1])
         got: list[dict[str, Any]] = []
@@ -438,11 +434,25 @@ def replay_lines(lines: list[str]) -> ReplayReport:
                 actions = []
             got = [output_record(a, digest_audio=digest) for a in actions]
         for record in got:
-            new_lines.append(_ENCODER.encode({"t": entry.t, "out": record}).decode("utf-8"))
+            new_lines.append(_line(entry.t, "out", record))
             outputs.append((entry.t, record))
         if difference is None:
             difference = _compare_group(expected, got, next_line)
     return ReplayReport(difference=difference, lines=new_lines, outputs=outputs)
+
+
+def _outputs_from(
+    entries: list[InputLine | OutputLine], index: int
+) -> tuple[list[OutputLine], int]:
+    """The output lines from `index` up to the next input line, and where they stop."""
+    outputs: list[OutputLine] = []
+    while index < len(entries):
+        entry = entries[index]
+        if not isinstance(entry, OutputLine):
+            break
+        outputs.append(entry)
+        index += 1
+    return outputs, index
 
 
 def _compare_group(
