@@ -80,7 +80,7 @@ class CallRegistry:
         self._secret_key = secret_key
         self._clock = clock
         self._pending: dict[str, float] = {}  # call sid -> expiry
-        self._active: dict[str, int] = {}  # call sid -> live streams (at most one)
+        self._active: set[str] = set()  # call sids whose stream is running (one each)
         self._anonymous_active = 0  # calls without a Twilio CallSid (softphone, tests)
         self._ended: OrderedDict[str, tuple[CallOutcome, float]] = OrderedDict()
 
@@ -97,7 +97,7 @@ class CallRegistry:
     @property
     def active_count(self) -> int:
         """Calls whose stream is running now."""
-        return sum(self._active.values()) + self._anonymous_active
+        return len(self._active) + self._anonymous_active
 
     @property
     def load(self) -> int:
@@ -128,11 +128,10 @@ class CallRegistry:
         if call_sid and call_sid in self._active:
             raise StreamAlreadyRunning(f"a stream for call {call_sid} is already running")
         if call_sid:
-            known = call_sid in self._pending or call_sid in self._active
-            if not known and self.load >= self.max_calls:
+            if call_sid not in self._pending and self.load >= self.max_calls:
                 raise CallsFull(f"{self.max_calls} calls already in progress")
             self._pending.pop(call_sid, None)
-            self._active[call_sid] = self._active.get(call_sid, 0) + 1
+            self._active.add(call_sid)
         else:
             if self.load >= self.max_calls:
                 raise CallsFull(f"{self.max_calls} calls already in progress")
@@ -141,11 +140,7 @@ class CallRegistry:
             yield
         finally:
             if call_sid:
-                left = self._active.get(call_sid, 1) - 1
-                if left > 0:
-                    self._active[call_sid] = left
-                else:
-                    self._active.pop(call_sid, None)
+                self._active.discard(call_sid)
             else:
                 self._anonymous_active -= 1
 
