@@ -106,29 +106,18 @@ def build_drink(menu: Menu, request: DrinkRequest, base: Drink | None) -> Drink 
     else:
         return f"Which flavor would you like? We have {spoken_list(menu.flavors)}."
 
-    toppings = base.toppings if base is not None else ()
-    if request.toppings is not None:
-        matched = _match_all(request.toppings, menu.match_topping)
-        if isinstance(matched, str):
-            have = (
-                f"Our toppings are {spoken_list(menu.toppings)}."
-                if menu.toppings
-                else "We don't have any toppings."
-            )
-            return f"Sorry, {_quoted(matched)} isn't one of our toppings. {have}"
-        toppings = matched
-
-    addons = base.addons if base is not None else ()
-    if request.addons is not None:
-        matched = _match_all(request.addons, menu.match_addon)
-        if isinstance(matched, str):
-            have = (
-                f"Our add-ons are {spoken_list(menu.addons)}."
-                if menu.addons
-                else "We don't have any add-ons."
-            )
-            return f"Sorry, {_quoted(matched)} isn't one of our add-ons. {have}"
-        addons = matched
+    toppings = _extras(
+        request.toppings, base.toppings if base is not None else (), menu.match_topping,
+        menu.toppings, "toppings",
+    )
+    if isinstance(toppings, str):
+        return toppings
+    addons = _extras(
+        request.addons, base.addons if base is not None else (), menu.match_addon,
+        menu.addons, "add-ons",
+    )
+    if isinstance(addons, str):
+        return addons
 
     sweetness = base.sweetness if base is not None else menu.default_sweetness
     if request.sweetness is not None:
@@ -165,6 +154,26 @@ def build_drink(menu: Menu, request: DrinkRequest, base: Drink | None) -> Drink 
         ice=ice,
         price_cents=menu.drink_price(len(toppings), len(addons)),
     )
+
+
+def _extras(
+    said: tuple[str, ...] | None,
+    current: tuple[str, ...],
+    match: Callable[[str], str | None],
+    available: tuple[str, ...],
+    noun: str,
+) -> tuple[str, ...] | str:
+    """The toppings or add-ons a drink gets (`current` when none were said), or a refusal
+    sentence naming the first one not on the menu."""
+    if said is None:
+        return current
+    matched = _match_all(said, match)
+    if not isinstance(matched, str):
+        return matched
+    have = (
+        f"Our {noun} are {spoken_list(available)}." if available else f"We don't have any {noun}."
+    )
+    return f"Sorry, {_quoted(matched)} isn't one of our {noun}. {have}"
 
 
 def _match_all(
