@@ -35,19 +35,13 @@ import msgspec
 from boba_proto import agent, model, twilio
 from boba_proto.call import (
     Action,
-    AgentAudio,
-    AgentConnected,
-    AgentLost,
     CallConfig,
-    CallerHungUp,
-    CallerText,
     CallEvent,
     CallSession,
+    RuntimeEvent,
     SendAgentAudio,
     SendToTwilio,
-    TimerFired,
     TwilioFrameKind,
-    TwilioMalformed,
 )
 from boba_proto.errors import ProtocolError, RemoteProtocolError
 from boba_proto.menu import Menu
@@ -126,20 +120,9 @@ class _AgentFrame(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", t
     frame: msgspec.Raw
 
 
-_InputRecord = (
-    _TwilioFrame
-    | _AgentFrame
-    | AgentConnected
-    | AgentLost
-    | AgentAudio
-    | TimerFired
-    | TwilioMalformed
-    | CallerHungUp
-    | CallerText
-    | model.OrderCommitted
-    | model.OrdersFound
-    | model.EffectFailed
-)
+_InputRecord = _TwilioFrame | _AgentFrame | RuntimeEvent | model.EffectResult
+"""Peers' frames wrapped; every runtime input and effect result as itself, so a new one
+is recorded and replayed without a change here."""
 
 
 class _Probe(msgspec.Struct, frozen=True, rename={"in_": "in"}):
