@@ -16,8 +16,8 @@ model names, prompt, functions, greeting) into the one `Settings` message. Binar
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal, Protocol, get_args
+from collections.abc import Sequence
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -46,7 +46,6 @@ __all__ = [
     "FunctionCallRequest",
     "FunctionCallResponse",
     "FunctionCallResponseEcho",
-    "FunctionLike",
     "FunctionSpec",
     "History",
     "HistoryFunctionCall",
@@ -304,17 +303,6 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True):
     parameters: dict[str, Any]
 
 
-class FunctionLike(Protocol):
-    """What `build_settings` needs of a function (a `FunctionSpec` or anything shaped like it)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def parameters(self) -> Mapping[str, object]: ...
-
-
 class Think(msgspec.Struct, frozen=True, kw_only=True):
     provider: ThinkProvider
     prompt: str
@@ -436,7 +424,7 @@ def build_settings(
     think_model: str,
     speak_model: str,
     prompt: str,
-    functions: Sequence[FunctionLike],
+    functions: Sequence[FunctionSpec],
     greeting: str,
 ) -> Settings:
     """The one `Settings` message of a call, from configuration data.
@@ -444,7 +432,8 @@ def build_settings(
     Raises `LocalProtocolError` for settings Deepgram would reject mid-call (unknown think
     provider, empty model names, a function without a description or an object schema,
     duplicate function names), so bad configuration fails at start, not on the phone.
-    `functions` may be `FunctionSpec`s or anything shaped like them (`menu.function_specs`).
+    `functions` usually come from `menu.function_specs`; each schema is copied, so the
+    caller's dicts stay theirs.
     """
     if think_provider not in KNOWN_THINK_PROVIDERS:
         raise LocalProtocolError(
