@@ -45,7 +45,7 @@ from boba_runtime.secrets import Secrets, load_secrets
 from boba_runtime.services import Services, load_menu, open_services
 from boba_runtime.settings import Settings, SettingsError, load_settings
 from boba_runtime.sms import make_sender, run_sms_worker
-from boba_runtime.store import StoreError
+from boba_runtime.store import run_ready_expiry
 
 log = logging.getLogger("boba.serve")
 
@@ -114,19 +114,15 @@ def hypercorn_config(settings: Settings, fd: int, grace_period: float) -> Config
 
 
 async def expire_ready_orders(services: Services) -> None:
-    """ready → picked_up after BOBA_READY_EXPIRY_MINUTES; checked a few times per period."""
+    """ready → picked_up after BOBA_READY_EXPIRY_MINUTES, checked a few times per period;
+    the board and the console hear of it at once."""
     older_than = timedelta(minutes=services.settings.ready_expiry_minutes)
-    interval = min(30.0, max(0.5, older_than.total_seconds() / 10))
-    while True:
-        try:
-            expired = await services.store.expire_ready(older_than=older_than)
-        except StoreError as error:
-            log.warning("cannot expire ready orders: %s", error)
-        else:
-            if expired:
-                log.info("picked up automatically: %s", ", ".join(o.order_number for o in expired))
-                services.events.notify()
-        await trio.sleep(interval)
+    await run_ready_expiry(
+        services.store,
+        after=older_than,
+        interval=min(30.0, max(0.5, older_than.total_seconds() / 10)),
+        on_expired=lambda _expired: services.events.notify(),
+    )
 
 
 AppFactory = Callable[[Services], Any]  # Services -> an ASGI app (a QuartTrio)

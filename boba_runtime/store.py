@@ -1004,11 +1004,13 @@ async def run_ready_expiry(
     *,
     after: timedelta,
     interval: float = 30.0,
+    on_expired: Callable[[list[Order]], None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Until cancelled: ready orders older than `after` become picked up (CONTRACT §4,
     `BOBA_READY_EXPIRY_MINUTES`). Safe to run in every worker process: the update is a
-    transaction, so an order expires once."""
+    transaction, so an order expires once. `on_expired` hears of each non-empty batch
+    (`boba serve`: wake the event feed)."""
     task_status.started()
     while True:
         try:
@@ -1018,4 +1020,6 @@ async def run_ready_expiry(
         else:
             for order in expired:
                 log.info("order %s was ready too long; marked picked up", order.order_number)
+            if expired and on_expired is not None:
+                on_expired(expired)
         await trio.sleep(interval)
