@@ -462,8 +462,7 @@ def understand(lexicon: Lexicon, text: str) -> Utterance:
     """The meaning of one caller utterance."""
     tokens = [t for t in tokenize(lexicon, text) if t.text not in ".,;:!?"]
     consumed = [False] * len(tokens)
-    plain = tuple(_raw_words(text))
-    plain = tuple(w for w in plain if w not in ".,;:!?")
+    plain = tuple(w for w in _raw_words(text) if w not in ".,;:!?")
 
     # Negations: "no boba", "without the pudding or cream", "hold the ice", "no toppings".
     negated: set[int] = set()
@@ -692,7 +691,6 @@ def _drink(
             continue
         close_run(t.text)
     close_run()
-    # "taro milk tea, no boba": a removal with nothing to remove from is "none of it".
     return spec
 
 
