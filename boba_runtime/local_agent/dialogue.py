@@ -549,11 +549,10 @@ class LocalDialogue:
 
     def _confirm_pending(self, *, announce: bool) -> Generator[Step, Result, bool]:
         result = yield self._call("confirm_pending_to_cart")
+        self.phase = DialoguePhase.TAKING
         if not result.get("ok"):
-            self.phase = DialoguePhase.TAKING
             yield Say(str(result.get("error")))
             return False
-        self.phase = DialoguePhase.TAKING
         if announce:
             yield from self._next_drink()
         return True
@@ -573,7 +572,7 @@ class LocalDialogue:
     def _remove(self, position: int) -> Turn:
         index = len(self.items) - 1 if position < 0 else position
         if self.pending is not None and index == len(self.items):
-            result = yield self._call("clear_pending_item")
+            yield self._call("clear_pending_item")
             self.phase = DialoguePhase.TAKING
             yield Say(f"Okay, I've dropped that one. {self._prompt()}")
             return
