@@ -161,7 +161,7 @@ async def open_agent_link(
     except BaseExceptionGroup as group:
         # Whatever the caller's block raised comes back alone, not wrapped by our nursery;
         # a rejected handshake surfaces here too (raised by the connection's reader task).
-        sole = _sole_exception(group)
+        sole = sole_exception(group)
         if not connected and isinstance(sole, trio_websocket.HandshakeError | OSError):
             raise _unreachable(sole, netloc=parts.netloc, connect_timeout=connect_timeout) from None
         raise sole from None
@@ -189,7 +189,7 @@ def _unreachable(exc: BaseException, *, netloc: str, connect_timeout: float) -> 
     return AgentUnreachable(f"cannot reach the agent at {netloc}: {why}")
 
 
-def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one exception inside (nested) single-member groups, else the group itself."""
     current: BaseException = group
     while isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:

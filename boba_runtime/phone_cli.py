@@ -39,6 +39,7 @@ import trio
 import trio_websocket
 
 from boba_proto import twilio as tw
+from boba_runtime.agent_link import sole_exception
 from boba_runtime.settings import SettingsError, default_public_url, read_dotenv
 
 __all__ = ["main"]
@@ -264,7 +265,7 @@ async def run_phone_call(
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # A rejected handshake surfaces from trio-websocket's reader task, in the group.
-        sole = _sole(group)
+        sole = sole_exception(group)
         if isinstance(sole, CallFailed):
             raise sole from None
         if isinstance(sole, trio_websocket.ConnectionRejected):
@@ -281,14 +282,6 @@ async def run_phone_call(
         line.print(f"order: {line.order_number}")
         return EXIT_ORDER
     return EXIT_NO_ORDER
-
-
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception inside (nested) single-member groups, else the group itself."""
-    current: BaseException = group
-    while isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
-        current = current.exceptions[0]
-    return current
 
 
 def _rejected(exc: trio_websocket.ConnectionRejected) -> str:
