@@ -30,9 +30,10 @@ from urllib.parse import urlsplit, urlunsplit
 import trio
 import trio_websocket
 
+from boba_runtime.settings import DEEPGRAM_AGENT_URL as DEEPGRAM_AGENT_URL
+
 log = logging.getLogger(__name__)
 
-DEEPGRAM_AGENT_URL = "wss://agent.deepgram.com/v1/agent/converse"
 THINK_MODELS_PATH = "/v1/agent/settings/think/models"
 CONNECT_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 2.0

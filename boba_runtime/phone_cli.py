@@ -54,7 +54,6 @@ CONNECT_TIMEOUT_S: Final = 10.0
 HANG_UP_TIMEOUT_S: Final = 5.0
 """After `stop`, how long to wait for the server to close the call."""
 EXIT_ORDER, EXIT_NO_ORDER, EXIT_USAGE = 0, 1, 2
-WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
 
 
 NextLine = Callable[[], Awaitable[str | None]]
