@@ -11,7 +11,7 @@ import importlib.resources
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,7 @@ from boba_runtime.calls import CallRegistry
 from boba_runtime.events import DEFAULT_PING_INTERVAL, DEFAULT_POLL_INTERVAL, EventFeed
 from boba_runtime.secrets import Secrets, load_secrets
 from boba_runtime.settings import Settings, SettingsError
-from boba_runtime.store import OrderStore, StoreError
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from boba_runtime.store import OrderStore, StoreError, utc_now
 
 
 @dataclass(frozen=True, kw_only=True)
