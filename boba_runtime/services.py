@@ -1,8 +1,8 @@
 """Everything a request or a call needs, built once from Settings and handed down.
 
 No module-level state anywhere: `create_app(services)` and the call runtime get this
-value. To add a service, add a field with a default (engineer E: `metrics`; engineer G:
-`calls`) and build it in `open_services`; existing callers keep working.
+value. To add a service, add a field with a default and build it in `open_services`;
+existing callers keep working.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class Services:
     password_file: Path | None = None
     clock: Callable[[], datetime] = utc_now
     sse_ping_interval: float = DEFAULT_PING_INTERVAL
-    metrics: Any = None  # boba_runtime.metrics.Metrics (engineer E)
-    calls: Any = None  # the call registry (engineer G)
+    metrics: Any = None  # boba_runtime.metrics.Metrics (built by `new_metrics`)
+    calls: CallRegistry | None = None  # None: `build_call_deps` makes one
 
     def __repr__(self) -> str:
         return f"Services(settings={self.settings!r}, started_at={self.started_at!r}, ***)"
