@@ -159,6 +159,11 @@ def make_pages_blueprint(
     def client_address() -> str:
         return request.remote_addr or "unknown"
 
+    def cookie_flags() -> dict[str, Any]:
+        """The session cookie's attributes: the same to set it and to clear it."""
+        secure = secure_cookie_default or request.scheme == "https"
+        return {"path": "/", "httponly": True, "samesite": "Strict", "secure": secure}
+
     @pages.get("/orders")
     async def tv_board() -> Response:
         return await render_page("tv.html")
@@ -201,10 +206,7 @@ def make_pages_blueprint(
             SESSION_COOKIE,
             make_session_cookie(services.secret_key, now()),
             max_age=int(SESSION_LIFETIME.total_seconds()),
-            path="/",
-            httponly=True,
-            samesite="Strict",
-            secure=secure_cookie_default or request.scheme == "https",
+            **cookie_flags(),
         )
         return response
 
@@ -213,13 +215,7 @@ def make_pages_blueprint(
         if not _same_origin(public_url):
             return await render_page("login.html", 403, error="Log out from this site's own page.")
         response = _see_other("/barista")
-        response.delete_cookie(
-            SESSION_COOKIE,
-            path="/",
-            httponly=True,
-            samesite="Strict",
-            secure=secure_cookie_default or request.scheme == "https",
-        )
+        response.delete_cookie(SESSION_COOKIE, **cookie_flags())
         return response
 
     @pages.get("/barista/orders")
