@@ -186,12 +186,13 @@ def make_pages_blueprint(
         address = client_address()
         wait = login_limiter.retry_after(address)
         if wait is not None:
+            seconds = int(wait + 0.999)  # whole seconds, rounded up
             response = await render_page(
                 "login.html",
                 429,
-                error=f"Too many wrong passwords. Try again in {int(wait + 0.999)} seconds.",
+                error=f"Too many wrong passwords. Try again in {seconds} seconds.",
             )
-            response.headers["Retry-After"] = str(int(wait + 0.999))
+            response.headers["Retry-After"] = str(seconds)
             return response
         form = await request.form
         given = form.get("password", "")
