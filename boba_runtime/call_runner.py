@@ -275,6 +275,8 @@ class _Call:
         """Give one input to the session and carry out what it asks (never awaits)."""
         if self.ended:
             return
+        if isinstance(event, AgentLost) and self.deps.metrics is not None:
+            self.deps.metrics.agent_error()  # unreachable or dropped: a failure like `Error`
         t = trio.current_time() - self.t0
         if self.recorder is not None:
             self.recorder.record_input(t, event)

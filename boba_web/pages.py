@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import hmac
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -24,6 +25,8 @@ from boba_runtime.metrics import Metrics
 from boba_runtime.store import OrderStore, StoreError, StoreUnavailable
 from boba_web.api import StaffSecrets, request_is_staff
 from boba_web.errors import json_error
+
+log = logging.getLogger("boba.web")
 
 SHOP_NAME = "BobaRista"
 BLUEPRINT = "shop"
@@ -228,8 +231,9 @@ def make_pages_blueprint(
             orders = await services.store.list_orders(status="active", limit=CONSOLE_LIST_LIMIT)
         except StoreUnavailable:
             return json_error(503, "The order store is not answering; try again shortly.")
-        except StoreError as exc:
-            return json_error(500, str(exc) or "The order store failed.")
+        except StoreError:
+            log.exception("listing orders for the console failed")
+            return json_error(500, "The order store failed.")
         response = jsonify([order_to_json(order, with_private=True) for order in orders])
         response.headers["Cache-Control"] = "no-store"
         return response

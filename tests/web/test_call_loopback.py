@@ -277,6 +277,7 @@ async def test_agent_dropping_mid_call_ends_call_and_apologises(
         assert after.says == [APOLOGY] and after.hangup
         assert await line.server.services.store.list_orders(status="all") == []
         assert "crashed" not in caplog.text  # a peer's failure, handled, not our bug
+        assert "boba_agent_errors_total 1.0" in line.server.services.metrics.render(None).decode()
 
 
 async def test_agent_unreachable_apologises(
@@ -296,6 +297,7 @@ async def test_agent_unreachable_apologises(
         assert line.agent.rejected == 1
         assert "agent unreachable: agent refused the connection: HTTP 503" in caplog.text
         assert "crashed" not in caplog.text
+        assert "boba_agent_errors_total 1.0" in line.server.services.metrics.render(None).decode()
 
 
 async def test_agent_error_apologises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
