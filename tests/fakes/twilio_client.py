@@ -397,17 +397,11 @@ async def dial(
 ) -> AsyncIterator[TwilioStream]:
     """A whole incoming call as Twilio places it: signed `/voice`, then the media stream
     (`connected`, `start` with the TwiML's parameters, caller audio every 20 ms)."""
-    response = await post_webhook(
-        client,
-        server_url=server_url,
-        public_url=public_url,
-        path="/voice",
-        params=form(call_sid, caller),
-        auth_token=auth_token,
+    twiml = await answer_call(
+        client, server_url=server_url, public_url=public_url, auth_token=auth_token,
+        call_sid=call_sid, caller=caller,
     )
-    assert response.status_code == 200, response.text
-    twiml = parse_twiml(response.text)
-    assert twiml.stream_url is not None, response.text
+    assert twiml.stream_url is not None
     async with open_twilio_stream(
         server_url=server_url,
         stream_url=twiml.stream_url,
@@ -423,6 +417,28 @@ async def dial(
                 nursery.start_soon(stream.stream_audio)
             yield stream
             nursery.cancel_scope.cancel()
+
+
+async def answer_call(
+    client: httpx.AsyncClient,
+    *,
+    server_url: str,
+    public_url: str,
+    auth_token: str | None,
+    call_sid: str,
+    caller: str,
+) -> TwiML:
+    """Twilio's first step of a call: the signed `/voice` webhook, answered with TwiML."""
+    response = await post_webhook(
+        client,
+        server_url=server_url,
+        public_url=public_url,
+        path="/voice",
+        params=form(call_sid, caller),
+        auth_token=auth_token,
+    )
+    assert response.status_code == 200, response.text
+    return parse_twiml(response.text)
 
 
 async def hang_up_after(

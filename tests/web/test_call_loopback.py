@@ -19,7 +19,13 @@ import trio
 from boba_proto.model import OrderStatus, order_to_json
 from boba_web.twilio_routes import APOLOGY
 from tests.fakes.fake_agent import FakeAgentServer, FakeAgentSession, fake_agent_server
-from tests.fakes.twilio_client import TwilioStream, dial, hang_up_after, make_call_sid
+from tests.fakes.twilio_client import (
+    TwilioStream,
+    answer_call,
+    dial,
+    hang_up_after,
+    make_call_sid,
+)
 from tests.fakes.twilio_rest import FakeTwilioRest
 from tests.helpers.server import RunningServer, running_server
 
@@ -55,6 +61,17 @@ class Line:
             call_sid=call_sid,
             caller=caller,
             **kw,
+        )
+
+    async def answer(self, call_sid: str, caller: str, *, signed: bool = True) -> Any:
+        """The `/voice` webhook alone (signed unless `signed=False`): the TwiML."""
+        return await answer_call(
+            self.client,
+            server_url=self.server.base_url,
+            public_url=PUBLIC,
+            auth_token=self.auth_token if signed else None,
+            call_sid=call_sid,
+            caller=caller,
         )
 
     async def after(self, call_sid: str, caller: str) -> Any:
@@ -347,19 +364,11 @@ async def test_stop_closes_agent_within_two_seconds_and_commits_nothing(tmp_path
 
 
 async def test_stream_refused_with_wrong_token_before_agent(tmp_path: Path) -> None:
-    from tests.fakes.twilio_client import open_twilio_stream, parse_twiml, post_webhook
+    from tests.fakes.twilio_client import open_twilio_stream
 
     async with shop_line(tmp_path, lambda agent: agent.closed.wait()) as line:
         sid = make_call_sid(7)
-        response = await post_webhook(
-            line.client,
-            server_url=line.server.base_url,
-            public_url=PUBLIC,
-            path="/voice",
-            params={"CallSid": sid, "From": "+14155550199"},
-            auth_token=line.auth_token,
-        )
-        twiml = parse_twiml(response.text)
+        twiml = await line.answer(sid, "+14155550199")
         assert twiml.stream_url is not None
         wrong = dict(twiml.parameters, token="0" * 32)
         with trio.fail_after(10):
@@ -378,15 +387,7 @@ async def test_stream_refused_with_wrong_token_before_agent(tmp_path: Path) -> N
 
         # Another call's valid token does not open this call's stream either.
         other = make_call_sid(8)
-        response = await post_webhook(
-            line.client,
-            server_url=line.server.base_url,
-            public_url=PUBLIC,
-            path="/voice",
-            params={"CallSid": other, "From": "+14155550199"},
-            auth_token=line.auth_token,
-        )
-        other_token = parse_twiml(response.text).parameters["token"]
+        other_token = (await line.answer(other, "+14155550199")).parameters["token"]
         with trio.fail_after(10):
             async with open_twilio_stream(
                 server_url=line.server.base_url,
@@ -492,21 +493,13 @@ async def test_call_length_limit_ends_politely(tmp_path: Path) -> None:
 
 
 async def test_validation_off_skips_signatures_but_still_checks_the_token(tmp_path: Path) -> None:
-    from tests.fakes.twilio_client import open_twilio_stream, parse_twiml, post_webhook
+    from tests.fakes.twilio_client import open_twilio_stream
 
     async with shop_line(
         tmp_path, lambda agent: agent.closed.wait(), BOBA_VALIDATE_TWILIO="false"
     ) as line:
         sid = make_call_sid(13)
-        response = await post_webhook(
-            line.client,
-            server_url=line.server.base_url,
-            public_url=PUBLIC,
-            path="/voice",
-            params={"CallSid": sid, "From": "+14155550199"},
-            auth_token=None,
-        )
-        twiml = parse_twiml(response.text)
+        twiml = await line.answer(sid, "+14155550199", signed=False)
         assert twiml.stream_url is not None
         results = {}
         for label, params in (

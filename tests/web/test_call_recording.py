@@ -78,23 +78,14 @@ async def test_recorded_loopback_call_replays_exactly(tmp_path: Path, capsys) ->
 
 
 async def test_refused_stream_leaves_no_recording(tmp_path: Path) -> None:
-    from tests.fakes.twilio_client import open_twilio_stream, parse_twiml, post_webhook
-    from tests.web.test_call_loopback import PUBLIC
+    from tests.fakes.twilio_client import open_twilio_stream
 
     record_dir = tmp_path / "recordings"
     async with shop_line(
         tmp_path, lambda a: a.closed.wait(), BOBA_RECORD_DIR=str(record_dir)
     ) as line:
         sid = make_call_sid(43)
-        response = await post_webhook(
-            line.client,
-            server_url=line.server.base_url,
-            public_url=PUBLIC,
-            path="/voice",
-            params={"CallSid": sid, "From": "+14155550199"},
-            auth_token=line.auth_token,
-        )
-        twiml = parse_twiml(response.text)
+        twiml = await line.answer(sid, "+14155550199")
         assert twiml.stream_url is not None
         with trio.fail_after(10):
             async with open_twilio_stream(
