@@ -7,7 +7,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["tests", "lint", "typecheck", "browser"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz"]
 
 
 @nox.session
@@ -22,7 +22,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "boba_proto", "boba_runtime", "boba_web", "tests", "noxfile.py")
+    session.run("ruff", "check", "boba_proto", "boba_runtime", "boba_web", "tests", "fuzz",
+                "noxfile.py")
 
 
 @nox.session
@@ -39,6 +40,16 @@ def browser(session: nox.Session) -> None:
     session.run("bash", "scripts/setup-browser.sh", external=True)
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "browser", *(session.posargs or ("tests/browser",)))
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Coverage-guided fuzzing (atheris) of the decoders and the function dispatcher, bounded.
+
+    The long run: `nox -s fuzz -- --seconds 3600 --corpus fuzz-corpus` (docs/fuzzing.md).
+    """
+    session.install("-e", ".[fuzz]")
+    session.run("python", "-m", "fuzz.run", *(session.posargs or ("--seconds", "20")))
 
 
 @nox.session
