@@ -68,6 +68,7 @@ import trio
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from boba_proto import twilio as tw
+from boba_runtime.bench_baseline import BANNER as BASELINE_BANNER
 from boba_runtime.bench_driver import (
     LeanWebSocket,
     WsClosed,
@@ -103,6 +104,7 @@ class BenchError(Exception):
 class Traffic(enum.Enum):
     REALISTIC = "realistic"
     WORST = "worst"
+    DUPLEX = "duplex"  # both sides talk the whole window; agent chunks of 20-100 ms
 
 
 class Options(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,6 +113,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     audio: str = "linear16"
     traffic: Traffic = Traffic.REALISTIC
     sweep: bool = False
+    baseline: bool = False
     json_path: str | None = None
     calls_given: bool = False
 
@@ -139,6 +142,11 @@ def parse_args(argv: list[str]) -> Options:
         "--sweep", action="store_true",
         help="find the largest N with p99 <= 20 ms both ways and nothing lost",
     )
+    parser.add_argument(
+        "--baseline", action="store_true",
+        help="also run the same traffic through a bare relay on the same libraries "
+        "(no core, no DSP, no store) and report our cost as a ratio to it",
+    )
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the figures")
     args = parser.parse_args(argv)
     calls = 20 if args.calls is None else args.calls
@@ -152,6 +160,7 @@ def parse_args(argv: list[str]) -> Options:
         audio=args.audio,
         traffic=Traffic(args.traffic),
         sweep=args.sweep,
+        baseline=args.baseline,
         json_path=args.json_path,
         calls_given=args.calls is not None,
     )
@@ -227,9 +236,10 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def run_server(
-    *, agent_url: str, audio: str, max_calls: int, workdir: Path
+    *, agent_url: str, audio: str, max_calls: int, workdir: Path, baseline: bool = False
 ) -> AsyncIterator[Server]:
-    """`boba serve` on 127.0.0.1, port chosen by the OS, in `workdir`; stopped at the end."""
+    """`boba serve` (or, with `baseline`, the bare relay of `bench_baseline`) on 127.0.0.1,
+    port chosen by the OS, in `workdir`; stopped at the end."""
     auth_token = secrets.token_hex(16)
     env = _clean_environ(os.environ)
     env.update(
@@ -248,24 +258,30 @@ async def run_server(
     out_path = workdir / "serve.out"
     log_path = workdir / "serve.log"
     with out_path.open("wb") as out, log_path.open("wb") as err:
+        command = (
+            ["-m", "boba_runtime.bench_baseline", "--agent-url", agent_url] if baseline
+            else ["-m", "boba_runtime.cli", "serve"]
+        )
         process = subprocess.Popen(
-            [sys.executable, "-m", "boba_runtime.cli", "serve"],
+            [sys.executable, *command],
             cwd=workdir, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
         )
     try:
-        base_url = await _wait_banner(process, out_path, log_path)
+        banner = BASELINE_BANNER if baseline else "BobaRista is open on"
+        base_url = await _wait_banner(process, out_path, log_path, banner)
         await _wait_healthy(base_url, process, log_path)
         yield Server(process=process, base_url=base_url, auth_token=auth_token, log_path=log_path)
     finally:
         await _stop_server(process)
 
 
-async def _wait_banner(process: subprocess.Popen[bytes], out_path: Path, log_path: Path) -> str:
+async def _wait_banner(process: subprocess.Popen[bytes], out_path: Path, log_path: Path,
+                       banner: str) -> str:
     with trio.move_on_after(SERVER_START_TIMEOUT):
         while True:
             for line in out_path.read_text(errors="replace").splitlines():
-                if line.startswith("BobaRista is open on "):
-                    return line.split()[4]
+                if line.startswith(banner + " "):
+                    return line[len(banner):].split()[0]
             if process.poll() is not None:
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
                 raise BenchError(
@@ -321,6 +337,11 @@ class Trial:
     failures: list[str] = field(default_factory=list)
     protocol_errors: list[str] = field(default_factory=list)
     speech: dict[tuple[int, int], bytes] = field(default_factory=dict)  # 10 s per format
+
+    @property
+    def largest_chunk_steps(self) -> int:
+        """The agent's largest audio chunk, in 10 ms steps."""
+        return 10 if self.traffic is Traffic.DUPLEX else 24
 
     def speech_audio(self, seconds: float, rate: int, width: int, rng: random.Random) -> bytes:
         """`seconds` of speech stand-in from a random place in one shared 10 s buffer
@@ -551,7 +572,8 @@ class BenchCall:
                     self.trial.up_latency.append(now - self.frame_sent_at[covered - 1])
 
     async def _say(self, seconds: float, *, stoppable: bool) -> None:
-        """One agent turn paced in real time, in chunks of 20–240 ms in 10 ms steps."""
+        """One agent turn paced in real time, in chunks of 20–240 ms in 10 ms steps
+        (20–100 ms in `duplex` traffic, where small chunks are the point)."""
         link = self.link
         await link.ws.send(json.dumps({
             "type": "AgentStartedSpeaking", "total_latency": 0.6,
@@ -568,7 +590,7 @@ class BenchCall:
         while at < len(audio):
             if stoppable and self.trial.stopping.is_set():
                 break
-            size = step * self.rng.randint(2, 24)
+            size = step * self.rng.randint(2, self.trial.largest_chunk_steps)
             chunk = audio[at : at + size]
             at += len(chunk)
             now = time.monotonic()
@@ -596,7 +618,7 @@ class BenchCall:
                     if self.trial.stopping.is_set():
                         break
                     await self._say(self.rng.uniform(2.0, 4.0), stoppable=True)
-                else:
+                else:  # worst and duplex: speech without pause
                     await self._say(5.0, stoppable=True)
         except WsClosed:
             self.trial.failures.append(f"call {self.index}: the server closed the agent socket")
@@ -772,8 +794,10 @@ class Progress:
         sys.stderr.flush()
 
 
-async def run_trial(options: Options, calls: int, progress: Progress) -> dict[str, Any]:
-    """Start a fresh server, place `calls` calls, measure `options.seconds`, report."""
+async def run_trial(options: Options, calls: int, progress: Progress,
+                    *, baseline: bool = False) -> dict[str, Any]:
+    """Start a fresh server (or the bare relay), place `calls` calls, measure
+    `options.seconds`, report."""
     trial = Trial(calls=calls, seconds=options.seconds, traffic=options.traffic)
     link_send, link_receive = trio.open_memory_channel[AgentLink](0)
     agent = FakeAgent(link_send)
@@ -782,22 +806,25 @@ async def run_trial(options: Options, calls: int, progress: Progress) -> dict[st
             agent.port = await nursery.start(serve, agent.handle, LOOPBACK)
             async with (
                 run_server(agent_url=agent.url, audio=options.audio,
-                           max_calls=calls + 10, workdir=Path(tmp)) as server,
+                           max_calls=calls + 10, workdir=Path(tmp),
+                           baseline=baseline) as server,
                 httpx.AsyncClient(timeout=DIAL_TIMEOUT,
                                   limits=httpx.Limits(max_connections=8)) as http,
             ):
-                result = await _drive(options, trial, server, http, link_receive, progress)
+                result = await _drive(options, trial, server, http, link_receive, progress,
+                                      baseline=baseline)
             nursery.cancel_scope.cancel()
     return result
 
 
 async def _drive(options: Options, trial: Trial, server: Server, http: httpx.AsyncClient,
                  links: trio.MemoryReceiveChannel[AgentLink],
-                 progress: Progress) -> dict[str, Any]:
+                 progress: Progress, *, baseline: bool = False) -> dict[str, Any]:
     dialler = Dialler(server, http, links, trial)
     pid = server.process.pid
     idle = await trio.to_thread.run_sync(sample_process_tree, pid)
-    label = f"{trial.calls} calls, {options.audio}, {options.traffic.value}"
+    who = "baseline relay, " if baseline else ""
+    label = f"{trial.calls} calls, {who}{options.audio}, {options.traffic.value}"
     async with trio.open_nursery() as nursery:
         for index in range(trial.calls):
             ready = trio.Event()
@@ -835,6 +862,9 @@ async def _drive(options: Options, trial: Trial, server: Server, http: httpx.Asy
                     - driver_before.ru_utime - driver_before.ru_stime) / elapsed
     report = _report(options, trial, idle, before, after, elapsed, driver_cores)
     report["machine_cpu_busy"] = round(busy, 3)
+    if baseline:
+        report["audio"] = "mulaw"  # the relay passes μ-law through whatever was asked
+        report["server"]["kind"] = "baseline relay (Hypercorn + Quart-Trio + trio-websocket)"
     return report
 
 
@@ -961,12 +991,42 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _ratio(ours: float | None, floor: float | None) -> float | None:
+    if ours is None or not floor:
+        return None
+    return round(ours / floor, 3)
+
+
+def baseline_ratios(ours: dict[str, Any], floor: dict[str, Any]) -> dict[str, float | None]:
+    """Our figures divided by the bare relay's, from the same run: what the core, the DSP
+    and the bookkeeping cost on top of the libraries both stand on."""
+    return {
+        "cpu_per_call": _ratio(ours["server"]["cpu_per_call"], floor["server"]["cpu_per_call"]),
+        "rss_per_call": _ratio(float(ours["server"]["rss_per_call_bytes"]),
+                               float(floor["server"]["rss_per_call_bytes"]) or None),
+        "p99_caller_to_agent": _ratio(ours["latency_ms"]["caller_to_agent"]["p99"],
+                                      floor["latency_ms"]["caller_to_agent"]["p99"]),
+        "p99_agent_to_caller": _ratio(ours["latency_ms"]["agent_to_caller"]["p99"],
+                                      floor["latency_ms"]["agent_to_caller"]["p99"]),
+    }
+
+
 async def _main(options: Options) -> dict[str, Any]:
     progress = Progress()
     if options.sweep:
         return {"sweep": await run_sweep(options, progress)}
     result = await run_trial(options, options.calls, progress)
     _summary(result, progress)
+    if options.baseline:
+        floor = await run_trial(options, options.calls, progress, baseline=True)
+        _summary(floor, progress)
+        result["baseline"] = floor
+        result["ratio_to_baseline"] = ratios = baseline_ratios(result, floor)
+        progress.show(
+            f"bench: ours / baseline relay: CPU per call x{ratios['cpu_per_call']}, "
+            f"p99 up x{ratios['p99_caller_to_agent']}, down x{ratios['p99_agent_to_caller']}",
+            final=True,
+        )
     return result
 
 

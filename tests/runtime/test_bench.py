@@ -67,6 +67,31 @@ def test_smoke_run_reports_every_figure_and_loses_nothing(tmp_path: Path, audio:
     assert 0 < report["machine_cpu_busy"] <= 1
 
 
+BOUND = json.loads(
+    (Path(__file__).resolve().parents[2] / "bench" / "baseline-bound.json").read_text()
+)
+
+
+@pytest.mark.slow
+def test_baseline_ratio_has_not_regressed_past_the_committed_bound(tmp_path: Path) -> None:
+    """The same duplex traffic through `boba serve` and through the bare relay, one run."""
+    out = tmp_path / "bench.json"
+    done = _run_bench(
+        "--calls", "3", "--seconds", "3", "--audio", "linear16", "--traffic", "duplex",
+        "--baseline", "--json", str(out), cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    floor = report["baseline"]
+    assert floor["calls_connected"] == 3 and floor["failures"] == []
+    assert floor["frames_lost"]["total"] == 0 and report["frames_lost"]["total"] == 0
+    assert floor["traffic"] == report["traffic"] == "duplex"
+    ratio = report["ratio_to_baseline"]["cpu_per_call"]
+    print(f"CPU per call, ours / bare relay: x{ratio} (bound x{BOUND['cpu_per_call_max_ratio']})")
+    assert ratio is not None and 0 < ratio <= BOUND["cpu_per_call_max_ratio"], report
+    assert "ours / baseline relay" in done.stderr
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -100,7 +125,9 @@ def test_options_parse() -> None:
     assert (defaults.calls, defaults.seconds, defaults.audio, defaults.traffic) == (
         20, 10.0, "linear16", bench.Traffic.REALISTIC,
     )
-    assert not defaults.calls_given and not defaults.sweep
+    assert not defaults.calls_given and not defaults.sweep and not defaults.baseline
+    duplex = bench.parse_args(["--traffic", "duplex", "--baseline"])
+    assert duplex.traffic is bench.Traffic.DUPLEX and duplex.baseline
 
 
 def test_process_tree_sample_counts_children() -> None:
