@@ -42,6 +42,17 @@ def browser(session: nox.Session) -> None:
     session.run("pytest", "-m", "browser", *(session.posargs or ("tests/browser",)))
 
 
+@nox.session(default=False)
+def screenshots(session: nox.Session) -> None:
+    """Deliberate refresh of docs/*.png from the browser tests (never in CI): review, commit."""
+    session.run("bash", "scripts/setup-browser.sh", external=True)
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "-m", "browser", *(session.posargs or ("tests/browser",)),
+        env={"BOBA_SCREENSHOTS_TO_DOCS": "1"},
+    )
+
+
 @nox.session
 def fuzz(session: nox.Session) -> None:
     """Coverage-guided fuzzing (atheris) of the decoders and the function dispatcher, bounded.

@@ -23,7 +23,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from boba_proto._wire import as_bytes, explain
-from boba_proto.errors import LocalProtocolError, RemoteProtocolError
+from boba_proto.errors import InvalidAgentSetting, RemoteProtocolError
 
 __all__ = [
     "KNOWN_THINK_PROVIDERS",
@@ -32,6 +32,7 @@ __all__ = [
     "AgentError",
     "AgentMessage",
     "AgentRole",
+    "AgentSettings",
     "AgentStartedSpeaking",
     "AgentThinking",
     "AgentWarning",
@@ -57,7 +58,6 @@ __all__ = [
     "Listen",
     "ListenProvider",
     "PromptUpdated",
-    "Settings",
     "SettingsAgent",
     "SettingsApplied",
     "Speak",
@@ -319,7 +319,7 @@ class Speak(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SettingsAgent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """`Settings.agent`; `greeting` is left out entirely when there is none."""
+    """`AgentSettings.agent`; `greeting` is left out entirely when there is none."""
 
     listen: Listen
     think: Think
@@ -327,8 +327,10 @@ class SettingsAgent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     greeting: str | UnsetType = UNSET
 
 
-class Settings(_Client, kw_only=True, frozen=True):
-    """Sent exactly once, after `Welcome`; audio must wait for `SettingsApplied`."""
+class AgentSettings(_Client, tag="Settings", kw_only=True, frozen=True):
+    """The `Settings` message: sent exactly once, after `Welcome`; audio must wait for
+    `SettingsApplied`. (Named `AgentSettings` here so it is never mistaken for the
+    runtime's `boba_runtime.settings.Settings`, what a process is started with.)"""
 
     audio: AudioConfig
     agent: SettingsAgent
@@ -366,7 +368,7 @@ class UpdatePrompt(_Client, kw_only=True, frozen=True):
 
 
 AgentClientMessage = (
-    Settings
+    AgentSettings
     | FunctionCallResponse
     | KeepAlive
     | InjectAgentMessage
@@ -426,39 +428,42 @@ def build_settings(
     prompt: str,
     functions: Sequence[FunctionSpec],
     greeting: str,
-) -> Settings:
+) -> AgentSettings:
     """The one `Settings` message of a call, from configuration data.
 
-    Raises `LocalProtocolError` for settings Deepgram would reject mid-call (unknown think
-    provider, empty model names, a function without a description or an object schema,
-    duplicate function names), so bad configuration fails at start, not on the phone.
+    Raises `InvalidAgentSetting` (a `LocalProtocolError` that names the field) for settings
+    Deepgram would reject mid-call (unknown think provider, empty model names, a function
+    without a description or an object schema, duplicate function names), so bad
+    configuration fails at start, not on the phone.
     `functions` usually come from `menu.function_specs`; each schema is copied, so the
     caller's dicts stay theirs.
     """
     if think_provider not in KNOWN_THINK_PROVIDERS:
-        raise LocalProtocolError(
+        raise InvalidAgentSetting(
+            "think_provider",
             f"unknown think provider {think_provider!r}; expected one of "
             f"{', '.join(sorted(KNOWN_THINK_PROVIDERS))}"
         )
-    for what, value in (
-        ("listen model", listen_model),
-        ("think model", think_model),
-        ("speak model", speak_model),
+    for field, value in (
+        ("listen_model", listen_model),
+        ("think_model", think_model),
+        ("speak_model", speak_model),
     ):
         if not value.strip():
-            raise LocalProtocolError(f"the {what} must not be empty")
+            raise InvalidAgentSetting(field, f"the {field.replace('_', ' ')} must not be empty")
     seen: set[str] = set()
     for spec in functions:
         if spec.name in seen:
-            raise LocalProtocolError(f"function {spec.name!r} is declared twice")
+            raise InvalidAgentSetting("functions", f"function {spec.name!r} is declared twice")
         seen.add(spec.name)
         if not spec.description.strip():
-            raise LocalProtocolError(f"function {spec.name!r} needs a description")
+            raise InvalidAgentSetting("functions", f"function {spec.name!r} needs a description")
         if spec.parameters.get("type") != "object":
-            raise LocalProtocolError(
-                f"function {spec.name!r}: parameters must be a JSON schema with type 'object'"
+            raise InvalidAgentSetting(
+                "functions",
+                f"function {spec.name!r}: parameters must be a JSON schema with type 'object'",
             )
-    return Settings(
+    return AgentSettings(
         audio=profile.audio_config(),
         agent=SettingsAgent(
             listen=Listen(provider=ListenProvider(model=listen_model)),

@@ -10,10 +10,12 @@ Inputs (the `CallEvent` union)
         and `TwilioMalformed(reason)` when the runtime got a `RemoteProtocolError` decoding a
         frame (it counts toward the 50 malformed messages that end a call).
     Agent: every `agent.*` server message and `UnknownAgentMessage`; `AgentAudio(data)` for a
-        binary frame; `AgentConnected()` once the agent socket is open (before or after
-        Twilio `start`); `AgentLost(reason)` when it could not be reached or dropped.
+        binary frame (`Welcome` among them: see the last rule); `AgentConnected()` once the
+        agent socket is open (before or after Twilio `start`); `AgentLost(reason)` when it
+        could not be reached or dropped.
     Runtime: `TimerFired(name)` for a timer the session asked for, `CallerHungUp()` when the
-        Twilio socket closed without `stop`, `CallerText(text)` for words the caller typed
+        Twilio socket closed without `stop`, `PhoneStuck(reason)` when the phone side stopped
+        reading its socket (its outbox overflowed), `CallerText(text)` for words the caller typed
         (the `/phone/ws` softphone and `boba call`: sent to the agent as
         `InjectUserMessage`, held until `SettingsApplied`), and
         `model.OrderCommitted | OrdersFound | EffectFailed` for effects the session requested.
@@ -38,7 +40,7 @@ Lifecycle (`CallState`)
     AWAITING_START --Twilio start--> CONNECTING_AGENT --AgentConnected--> CONFIGURING
     (one `Settings` sent) --SettingsApplied--> CONVERSING --end_call / time limit--> ENDING
     --goodbye mark echoed or timer--> CLOSED. Any state --stop, hang-up, agent error or
-    loss, 50 malformed Twilio messages--> CLOSED. `AgentConnected` before `start` is
+    loss, a stuck phone, 50 malformed Twilio messages--> CLOSED. `AgentConnected` before `start` is
     remembered and `Settings` goes out with `start`.
 
 Rules, all from CONTRACT §5
@@ -73,8 +75,15 @@ Rules, all from CONTRACT §5
       in the caller of this module. In particular, an effect still running when the call
       ends (a commit after the caller hung up) must complete in the runtime, but its result
       is not fed back: check `session.state is CallState.CLOSED` first.
-    - `Settings` goes out as soon as the agent socket is open and `start` has arrived, as
-      Deepgram's own bridges do; `Welcome` is not waited for (it is ignored when it comes).
+    - `Settings` goes out once `start` has arrived and the agent has greeted: Deepgram
+      wants nothing sent before its `Welcome`. With `config.welcome_timeout_seconds` > 0
+      (what the runtime uses), `AgentConnected` starts a `welcome` timer and `Settings`
+      waits for `Welcome` or for that timer, whichever comes first (an agent that never
+      says Welcome still gets its Settings). With 0 (the default, and what the golden
+      sessions were recorded with) `Settings` goes out at `AgentConnected` and a later
+      `Welcome` is ignored.
+    - `PhoneStuck` ends the call with PHONE_STUCK: not the agent's failure, so no apology
+      (the caller's own line is what stopped reading).
 """
 
 from __future__ import annotations
@@ -93,6 +102,7 @@ __all__ = [
     "CALLER_CHUNK_BYTES",
     "MAX_MALFORMED",
     "MAX_TWILIO_MEDIA_BYTES",
+    "WELCOME_TIMEOUT_SECONDS",
     "Action",
     "AgentAudio",
     "AgentConnected",
@@ -110,6 +120,7 @@ __all__ = [
     "EndCall",
     "EndReason",
     "FunctionCalled",
+    "PhoneStuck",
     "RequestEffect",
     "RuntimeEvent",
     "SendAgentAudio",
@@ -138,6 +149,9 @@ TIME_LIMIT_GOODBYE_SECONDS = 10.0
 """The time-limit goodbye is spoken from an injected message, so it gets longer to arrive."""
 SETTINGS_TIMEOUT_SECONDS = 10.0
 """An agent that does not apply `Settings` within this long counts as failed."""
+WELCOME_TIMEOUT_SECONDS = 5.0
+"""The runtime's `CallConfig.welcome_timeout_seconds`: how long `Settings` waits for
+`Welcome` before it is sent anyway."""
 TIME_LIMIT_MESSAGE = (
     "I'm sorry, we've reached the time limit for a phone order, so I have to end the call "
     "now. Thank you for calling, goodbye!"
@@ -148,7 +162,10 @@ TIMER_DTMF = "dtmf"
 TIMER_GOODBYE = "goodbye"
 TIMER_CALL_LIMIT = "call_limit"
 TIMER_SETTINGS = "settings"
-_TIMERS = frozenset({TIMER_TICK, TIMER_DTMF, TIMER_GOODBYE, TIMER_CALL_LIMIT, TIMER_SETTINGS})
+TIMER_WELCOME = "welcome"
+_TIMERS = frozenset(
+    {TIMER_TICK, TIMER_DTMF, TIMER_GOODBYE, TIMER_CALL_LIMIT, TIMER_SETTINGS, TIMER_WELCOME}
+)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -190,6 +207,12 @@ class CallerHungUp(_RuntimeEventBase, tag="caller_hung_up", frozen=True, kw_only
     """The Twilio socket closed without a `stop`."""
 
 
+class PhoneStuck(_RuntimeEventBase, tag="phone_stuck", frozen=True, kw_only=True):
+    """The phone side stopped reading its socket: control frames for it piled up."""
+
+    reason: str
+
+
 class CallerText(_RuntimeEventBase, tag="caller_text", frozen=True, kw_only=True):
     """Words the caller typed instead of saying them (CONTRACT §9 `{"event": "text"}`)."""
 
@@ -203,6 +226,7 @@ RuntimeEvent = (
     | TimerFired
     | TwilioMalformed
     | CallerHungUp
+    | PhoneStuck
     | CallerText
 )
 
@@ -227,6 +251,7 @@ class EndReason(enum.Enum):
     TIME_LIMIT = "time_limit"
     TOO_MANY_MALFORMED = "too_many_malformed"
     AGENT_FAILED = "agent_failed"  # agent Error, unreachable, dropped, or never applied Settings
+    PHONE_STUCK = "phone_stuck"  # the phone side stopped reading (not the agent's failure)
 
     @property
     def apologise(self) -> bool:
@@ -312,11 +337,13 @@ class CallConfig:
     """
 
     profile: agent.AudioProfile
-    agent_settings: agent.Settings
+    agent_settings: agent.AgentSettings
     menu: Menu
     max_call_seconds: float = 600.0
     caller: str = ""
     call_sid: str = ""
+    welcome_timeout_seconds: float = 0.0
+    """> 0: `Settings` waits this long for the agent's `Welcome` (see the module docstring)."""
 
 
 class CallState(enum.Enum):
@@ -343,6 +370,7 @@ class CallSession:
         self.stream_sid = ""
         self.malformed_count = 0
         self._agent_connected = False
+        self._agent_greeted = False  # Welcome came, or was not waited for, or timed out
         self._linear16 = config.profile is agent.AudioProfile.LINEAR16
         # caller -> agent
         self._caller_held = bytearray()
@@ -426,6 +454,8 @@ class CallSession:
                 return self._on_caller_text(text)
             case twilio.Stop() | CallerHungUp():
                 return self._close(EndReason.COMPLETED)
+            case PhoneStuck():
+                return self._close(EndReason.PHONE_STUCK)
             case twilio.Connected():
                 return []
             case twilio.UnknownTwilioEvent(event=name):
@@ -456,7 +486,7 @@ class CallSession:
             StartTimer(name=TIMER_TICK, seconds=TICK_SECONDS),
             StartTimer(name=TIMER_CALL_LIMIT, seconds=float(self.config.max_call_seconds)),
         ]
-        if self._agent_connected:
+        if self._agent_greeted:
             actions += self._send_settings()
         return actions
 
@@ -542,6 +572,15 @@ class CallSession:
         if self._agent_connected:
             raise LocalProtocolError("AgentConnected fed twice to one call session")
         self._agent_connected = True
+        if self.config.welcome_timeout_seconds > 0:
+            return [StartTimer(name=TIMER_WELCOME, seconds=self.config.welcome_timeout_seconds)]
+        return self._agent_greets()
+
+    def _agent_greets(self) -> list[Action]:
+        """`Welcome` came (or is not waited for, or its timer ran out): `Settings` may go."""
+        if self._agent_greeted or not self._agent_connected:
+            return []
+        self._agent_greeted = True
         if self._state is CallState.CONNECTING_AGENT:
             return self._send_settings()
         return []
@@ -568,6 +607,10 @@ class CallSession:
                     if function.id not in self._answered:
                         self._cancelled.add(function.id)
                 return []
+            case agent.Welcome():
+                if self._agent_greeted or not self._agent_connected:
+                    return []
+                return [CancelTimer(name=TIMER_WELCOME), *self._agent_greets()]
             case agent.AgentStartedSpeaking(total_latency=latency):
                 return [] if latency is None else [AgentLatency(total_seconds=latency)]
             case agent.SettingsApplied():
@@ -727,6 +770,8 @@ class CallSession:
             return actions
         if name == TIMER_DTMF:
             return self._flush_digits()
+        if name == TIMER_WELCOME:
+            return self._agent_greets()
         if name == TIMER_SETTINGS:
             if self._state is CallState.CONFIGURING:
                 return self._close(EndReason.AGENT_FAILED)

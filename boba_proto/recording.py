@@ -69,12 +69,13 @@ FORMAT: Final = "boba-session/1"
 class SessionSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The header's `settings`: a `CallConfig` as data, plus how outputs were stored."""
 
-    agent_settings: agent.Settings
+    agent_settings: agent.AgentSettings
     menu: Menu
     max_call_seconds: float
     caller: str = ""
     call_sid: str = ""
     digest_audio: bool = True
+    welcome_timeout_seconds: float = 0.0  # absent from older files: they did not wait
 
 
 class Header(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +93,7 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
             max_call_seconds=s.max_call_seconds,
             caller=s.caller,
             call_sid=s.call_sid,
+            welcome_timeout_seconds=s.welcome_timeout_seconds,
         )
 
 
@@ -161,6 +163,7 @@ def encode_header(config: CallConfig, *, started_at: str, digest_audio: bool = T
             caller=config.caller,
             call_sid=config.call_sid,
             digest_audio=digest_audio,
+            welcome_timeout_seconds=config.welcome_timeout_seconds,
         ),
     )
     return _ENCODER.encode(header).decode("utf-8")

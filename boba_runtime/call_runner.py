@@ -2,7 +2,7 @@
 
     call nursery (one per call)
     ├── phone reader:  frame → twilio.decode → session.handle → dispatch actions
-    ├── agent task:    connect → (Welcome) → AgentConnected → frame → agent.decode → handle
+    ├── agent task:    connect → AgentConnected → frame → agent.decode → handle
     ├── phone writer ← bounded outbox (queued media dropped on barge-in, clear goes first)
     ├── agent writer ← bounded outbox
     ├── timer tasks    StartTimer/CancelTimer → TimerFired back into handle
@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import trio
 
 from boba_proto import agent, model, twilio
 from boba_proto.call import (
+    WELCOME_TIMEOUT_SECONDS,
     Action,
     AgentAudio,
     AgentConnected,
@@ -46,6 +47,7 @@ from boba_proto.call import (
     EndCall,
     EndReason,
     FunctionCalled,
+    PhoneStuck,
     RequestEffect,
     SendAgentAudio,
     SendToAgent,
@@ -56,9 +58,13 @@ from boba_proto.call import (
     TwilioFrameKind,
     TwilioMalformed,
 )
-from boba_proto.errors import RemoteProtocolError
+from boba_proto.errors import InvalidAgentSetting, RemoteProtocolError
+from boba_proto.menu import Menu, build_prompt, function_specs
 from boba_runtime.agent_link import AgentClosed, AgentConnection, AgentConnector, AgentUnreachable
 from boba_runtime.calls import CallOutcome, CallRegistry, CallsFull
+from boba_runtime.metrics import Metrics
+from boba_runtime.settings import Settings, SettingsError
+from boba_runtime.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +74,6 @@ AGENT_OUTBOX = 128
 """Frames queued for the agent (caller audio is 40 ms each: about 5 s)."""
 CONTROL_SLACK = 64
 """Control frames (marks, JSON) may exceed the outbox by this much; they are never dropped."""
-WELCOME_TIMEOUT_S = 5.0
-"""How long to wait for the agent's `Welcome` before sending `Settings` anyway."""
 CLOSE_TIMEOUT_S = 2.0
 """Bound on closing either socket at the end of a call (CONTRACT §5: agent within 2 s)."""
 COMMIT_TIMEOUT_S = 15.0
@@ -138,15 +142,29 @@ class CallRecorderLike(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class CallDeps:
-    """What every call of this process shares; built once (see `call_deps_from_services`)."""
+    """What every call of this process shares; built once, by the composition root
+    (`boba_web.app.build_call_deps`)."""
 
     config: CallConfig  # the template: caller and call_sid are filled per call
     store: OrderStoreLike
     registry: CallRegistry
     max_message_bytes: int = 65536
-    metrics: Any = None  # boba_runtime.metrics.Metrics, or None
+    metrics: Metrics | None = None
     on_order_committed: Callable[[model.Order], None] | None = None  # e.g. wake the SMS worker
     open_recorder: Callable[[CallConfig], CallRecorderLike] | None = None
+
+
+AgentChooser = Callable[[Mapping[str, Any]], AgentConnector]
+"""The agent connector for a call whose socket has this ASGI scope (its `server` address
+is where the local agent of this very server is reached)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallWiring:
+    """What a route that runs calls gets from the composition root (`boba_web.app`)."""
+
+    deps: CallDeps
+    choose_agent: AgentChooser
 
 
 Authorize = Callable[[twilio.Start], str | None]
@@ -168,7 +186,7 @@ class CallReport:
     end_reason: EndReason | None = None
     refused: str | None = None  # why the call was refused before it began
     orders: list[model.Order] = field(default_factory=list)
-    malformed: int = 0
+    malformed: int = 0  # the core's count (malformed and unknown phone frames)
     media_dropped: int = 0
     agent_audio_dropped: int = 0
 
@@ -323,7 +341,7 @@ class _Call:
             if droppable:
                 self.report.media_dropped += 1
             else:
-                self._fail("the phone side is not reading its socket")
+                self._phone_stuck("the phone side is not reading its socket")
 
     def _observe(self, action: Action) -> None:
         metrics = self.deps.metrics
@@ -383,6 +401,13 @@ class _Call:
         if not self.ended:  # the session was already closing: end anyway
             self.end(EndReason.AGENT_FAILED)
 
+    def _phone_stuck(self, why: str) -> None:
+        """The phone side stopped reading: its own end reason, not the agent's failure."""
+        log.error("call %s: %s", self.report.call_sid, why)
+        self.feed(PhoneStuck(reason=why))
+        if not self.ended:  # cannot happen (the session closes on PhoneStuck), but be sure
+            self.end(EndReason.PHONE_STUCK)
+
     def refuse(self, why: str, code: int) -> None:
         self.report.refused = why
         self.close_code = code
@@ -411,8 +436,6 @@ class _Call:
     # --- effects ------------------------------------------------------------------------------
 
     async def _run_effect(self, effect: model.CommitOrder | model.LookupOrders) -> None:
-        from boba_runtime.store import StoreError  # the store module imports sqlite3 lazily
-
         result: model.EffectResult
         try:
             match effect:
@@ -456,12 +479,9 @@ class _Call:
                 try:
                     event = self.decode_phone(frame)
                 except RemoteProtocolError as exc:
-                    self.report.malformed += 1
                     log.info("call %s: skipped a frame: %s", self.report.call_sid, exc.message)
                     self.feed(TwilioMalformed(reason=exc.message))
                     continue
-                if isinstance(event, twilio.UnknownTwilioEvent):
-                    self.report.malformed += 1
                 if isinstance(event, twilio.Start) and not self.started:
                     if not self._admit(event):
                         return
@@ -537,28 +557,11 @@ class _Call:
             self._agent_closed(exc)
 
     async def _agent_reader(self, link: AgentConnection) -> None:
-        # Deepgram: send nothing before Welcome. Anything else first (or silence) is
-        # passed on after AgentConnected; the session's own timer guards SettingsApplied.
-        first: str | bytes | None = None
-        with trio.move_on_after(WELCOME_TIMEOUT_S):
-            first = await link.receive()
-        if first is not None and self._is_welcome(first):
-            self._agent_frame(first)
-            first = None
+        # Waiting for `Welcome` before `Settings` is the core's decision (its `welcome`
+        # timer); here every frame is simply passed on.
         self.feed(AgentConnected())
-        if first is not None:
-            self._agent_frame(first)
         while True:
             self._agent_frame(await link.receive())
-
-    @staticmethod
-    def _is_welcome(frame: str | bytes) -> bool:
-        if isinstance(frame, bytes):
-            return False
-        try:
-            return isinstance(agent.decode(frame), agent.Welcome)
-        except RemoteProtocolError:
-            return False
 
     def _agent_frame(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes):
@@ -648,19 +651,24 @@ async def run_call(
         call.slot.close()  # last: a free slot means this call is completely over
         if call.started and deps.metrics is not None:  # call_started() was counted
             deps.metrics.call_ended(trio.current_time() - call.t0)
-    call.report.malformed = call.session.malformed_count or call.report.malformed
+    call.report.malformed = call.session.malformed_count  # the core counts them, once
     return call.report
 
 
-# --- building the shared pieces from Services ---------------------------------------------------
+# --- the call template from settings ------------------------------------------------------------
+
+SETTING_OF_FIELD: Final = {
+    "think_provider": "BOBA_THINK_PROVIDER",
+    "listen_model": "BOBA_LISTEN_MODEL",
+    "think_model": "BOBA_THINK_MODEL",
+    "speak_model": "BOBA_SPEAK_MODEL",
+    "functions": "BOBA_MENU",  # the functions come from the menu
+}
+"""Which setting is at fault for each field `agent.build_settings` may refuse."""
 
 
-def call_config_from_settings(settings: Any, menu: Any) -> CallConfig:
+def call_config_from_settings(settings: Settings, menu: Menu) -> CallConfig:
     """The per-process `CallConfig` template: agent `Settings` from CONTRACT §2 and the menu."""
-    from boba_proto import menu as menu_mod
-    from boba_proto.errors import LocalProtocolError
-    from boba_runtime.settings import SettingsError
-
     profile = agent.AudioProfile(settings.audio)
     try:
         agent_settings = agent.build_settings(
@@ -669,54 +677,17 @@ def call_config_from_settings(settings: Any, menu: Any) -> CallConfig:
             think_provider=settings.think_provider,
             think_model=settings.think_model,
             speak_model=settings.speak_model,
-            prompt=menu_mod.build_prompt(menu),
-            functions=menu_mod.function_specs(menu),
+            prompt=build_prompt(menu),
+            functions=function_specs(menu),
             greeting=settings.greeting,
         )
-    except LocalProtocolError as exc:
+    except InvalidAgentSetting as exc:
         # Settings Deepgram would refuse mid-call stop the start instead (CONTRACT §2).
-        raise SettingsError(_variable_for(exc.message), exc.message) from None
+        raise SettingsError(SETTING_OF_FIELD[exc.field], exc.message) from None
     return CallConfig(
         profile=profile,
         agent_settings=agent_settings,
         menu=menu,
         max_call_seconds=float(settings.max_call_seconds),
-    )
-
-
-def _variable_for(problem: str) -> str:
-    for words, variable in (
-        ("think provider", "BOBA_THINK_PROVIDER"),
-        ("listen model", "BOBA_LISTEN_MODEL"),
-        ("think model", "BOBA_THINK_MODEL"),
-        ("speak model", "BOBA_SPEAK_MODEL"),
-    ):
-        if words in problem:
-            return variable
-    return "BOBA_MENU"  # the functions come from the menu
-
-
-def build_call_deps(services: Any) -> CallDeps:
-    """Everything calls share, from `boba_runtime.services.Services` (built once per app)."""
-    from boba_runtime.recorder import recorder_factory
-
-    settings = services.settings
-    registry = services.calls
-    if registry is None:
-        registry = CallRegistry(max_calls=settings.max_calls, secret_key=services.secret_key)
-    events = getattr(services, "events", None)
-
-    def on_order_committed(order: model.Order) -> None:
-        del order
-        if events is not None:
-            events.notify()  # the TV board and the console hear of it at once
-
-    return CallDeps(
-        config=call_config_from_settings(settings, services.menu),
-        store=services.store,
-        registry=registry,
-        max_message_bytes=settings.max_message_bytes,
-        metrics=services.metrics,
-        on_order_committed=on_order_committed,
-        open_recorder=recorder_factory(settings.record_dir) if settings.record_dir else None,
+        welcome_timeout_seconds=WELCOME_TIMEOUT_SECONDS,  # the core waits for Welcome
     )

@@ -1,22 +1,53 @@
-"""The `boba` console script: one subcommand per module, imported only when used."""
+"""The `boba` console script: one subcommand per module, imported only when used.
+
+The runtime's own commands are listed here. `boba serve` needs the web app, which the
+runtime must not import (DESIGN §1), so it is provided by the composition root and found
+through the `boba.commands` entry point group of the installed distribution
+(pyproject.toml: `serve = "boba_web.app:serve_command"`); any installed package may add
+a command the same way.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Final
 
-SUBCOMMANDS = {
-    "serve": ("boba_runtime.serve", "Run the shop: web, calls, SMS and the store."),
+COMMAND_GROUP: Final = "boba.commands"
+"""Entry points of this group are `boba` subcommands: `main(argv) -> exit code`."""
+
+SUBCOMMANDS: Final = {
     "replay": ("boba_runtime.replay", "Replay recorded calls through the core."),
     "call": ("boba_runtime.phone_cli", "Place a call from the terminal."),
     "bench": ("boba_runtime.bench", "The load benchmark."),
 }
+PLUGGED_HELP: Final = {"serve": "Run the shop: web, calls, SMS and the store."}
+
+Command = Callable[[list[str]], int]
+
+
+def _plugged() -> list[str]:
+    return [ep.name for ep in entry_points(group=COMMAND_GROUP)]
 
 
 def usage() -> str:
+    helps = {name: PLUGGED_HELP.get(name, "") for name in _plugged()}
+    helps.update({name: help_ for name, (_, help_) in SUBCOMMANDS.items()})
     lines = ["usage: boba COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<8} {help_}" for name, help_ in helps.items()]
     return "\n".join(lines)
+
+
+def find_command(name: str) -> Command | None:
+    if name in SUBCOMMANDS:
+        main: Command = importlib.import_module(SUBCOMMANDS[name][0]).main
+        return main
+    for ep in entry_points(group=COMMAND_GROUP, name=name):
+        plugged: Command = ep.load()
+        return plugged
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if args else 2
     name, rest = args[0], args[1:]
-    if name not in SUBCOMMANDS:
-        print(f"boba: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+    command = find_command(name)
+    if command is None:
+        hint = ""
+        if name in PLUGGED_HELP:
+            hint = " (not installed: `pip install -e .` registers it)"
+        print(f"boba: unknown command {name!r}{hint}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    result: int = module.main(rest)
-    return result
+    return command(rest)
 
 
 if __name__ == "__main__":

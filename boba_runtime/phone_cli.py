@@ -38,7 +38,9 @@ from urllib.parse import urlsplit
 import trio
 import trio_websocket
 
+from boba_proto import phone
 from boba_proto import twilio as tw
+from boba_proto.errors import RemoteProtocolError
 from boba_runtime.agent_link import sole_exception
 from boba_runtime.settings import SettingsError, default_public_url, read_dotenv
 
@@ -158,38 +160,27 @@ def read_script(path: str) -> list[str]:
 # --- the call ---------------------------------------------------------------------------------
 
 
-def _event(kind: str, **fields: object) -> str:
-    return json.dumps({"event": kind, **fields})
-
-
 async def _reader(ws: trio_websocket.WebSocketConnection, line: CallLine) -> None:
     try:
         while True:
-            message = await ws.get_message()
             try:
-                data = json.loads(message)
-            except ValueError:
-                continue
-            if not isinstance(data, dict):
-                continue
-            kind = data.get("event")
-            if kind == "transcript":
-                if data.get("role") == "assistant":
-                    line.print(f"agent: {data.get('content', '')}")
+                event = phone.decode_to_phone(await ws.get_message())
+            except RemoteProtocolError:
+                continue  # the server's fault; one bad frame does not end the call
+            match event:
+                case phone.PhoneTranscript(role="assistant", content=content):
+                    line.print(f"agent: {content}")
                     line.saw_reply = True
-            elif kind == "function":
-                name = str(data.get("name", ""))
-                arguments = str(data.get("arguments", ""))
-                result = str(data.get("result", ""))
-                line.print(f"fn: {name}({arguments}) -> {result}")
-                if name == "checkout_order":
-                    _note_order(line, result)
-            elif kind == "mark":
-                mark = data.get("mark") or {}
-                echo = tw.Mark(stream_sid=line.stream_sid, sequence_number="1",
-                               mark=tw.MarkInfo(name=str(mark.get("name", ""))))
-                await ws.send_message(tw.encode_event(echo))
-                line.saw_mark = True
+                case phone.PhoneFunction(name=name, arguments=arguments, result=result):
+                    line.print(f"fn: {name}({arguments}) -> {result}")
+                    if name == "checkout_order":
+                        _note_order(line, result)
+                case tw.SendMark(name=name):
+                    # Played at once: this phone has no speaker to wait for.
+                    echo = tw.Mark(stream_sid=line.stream_sid, sequence_number="1",
+                                   mark=tw.MarkInfo(name=name))
+                    await ws.send_message(tw.encode_event(echo))
+                    line.saw_mark = True
             line.heard()
     except trio_websocket.ConnectionClosed as exc:
         if exc.reason is not None:
@@ -323,7 +314,7 @@ async def _converse(
                 break
             line.print(f"caller: {text}")
             line.begin_turn()
-            await ws.send_message(_event("text", text=text))
+            await ws.send_message(phone.encode_text(text))
         stop = tw.Stop(stream_sid=sid, sequence_number="2",
                        stop=tw.StopInfo(account_sid="", call_sid=""))
         await ws.send_message(tw.encode_event(stop))

@@ -9,10 +9,10 @@
             ├── ready-expiry task       ready → picked_up after BOBA_READY_EXPIRY_MINUTES
             └── hypercorn.trio.serve    app_factory(services), our own listening socket
 
-The runtime does not import boba_web (DESIGN §1): `run_shop` takes the app factory as
-a parameter, and `main`, the composition root of `boba serve`, looks up
-`boba_web.app:create_app` by name (`APP_FACTORY`), as the `boba` dispatcher looks up
-subcommands.
+The runtime does not import the web layer (DESIGN §1): `run_shop` and `main` take the
+app factory as a parameter. The composition root (`boba_web.app.serve_command`) calls
+`main` with its `create_app`, and the `boba` dispatcher reaches it through the
+`boba.commands` entry point (a worker of `--workers N` is started the same way).
 
 We bind the listening socket ourselves (hypercorn takes it as `fd://`), so with port 0
 the real port is known before Services are built and the default public URL is right.
@@ -22,7 +22,6 @@ Exit codes: 0 after a clean shutdown, 2 for bad settings (one line naming the va
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -51,7 +50,6 @@ log = logging.getLogger("boba.serve")
 
 DEFAULT_GRACE_PERIOD = 10.0  # seconds calls in progress may take to finish on shutdown
 LISTEN_BACKLOG = 1024
-APP_FACTORY = "boba_web.app:create_app"
 LISTEN_FD = "listen_fd"  # internal flags of a worker process (not settings)
 PARENT_PID = "parent_pid"
 # A peer that acknowledges nothing for this long is gone (a frozen TV, a dead network).
@@ -64,7 +62,7 @@ class ShopStarted(msgspec.Struct, frozen=True, kw_only=True):
     """What `run_shop` reports once it answers requests."""
 
     base_url: str  # where it listens, e.g. http://127.0.0.1:41234
-    services: Any  # Services (a dataclass; Any keeps msgspec out of it)
+    services: Services
 
 
 def bind_listener(
@@ -125,13 +123,8 @@ async def expire_ready_orders(services: Services) -> None:
     )
 
 
-AppFactory = Callable[[Services], Any]  # Services -> an ASGI app (a QuartTrio)
-
-
-def load_app_factory(spec: str = APP_FACTORY) -> AppFactory:
-    module_name, _, attribute = spec.partition(":")
-    factory: AppFactory = getattr(importlib.import_module(module_name), attribute)
-    return factory
+AppFactory = Callable[[Services], Any]
+"""Services -> the ASGI app (`boba_web.app.create_app`, handed in by the composition root)."""
 
 
 async def run_shop(
@@ -261,13 +254,13 @@ async def _serve_main(
     secrets: Secrets,
     menu: Menu,
     *,
+    app_factory: AppFactory,
     listener: socket.socket | None = None,
     parent_pid: int | None = None,
 ) -> None:
     """One process serving; with `parent_pid` it is a worker of `--workers N`."""
     if parent_pid is None:
         await _check_think_model(settings)  # the supervisor already did, for its workers
-    app_factory = load_app_factory()
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -385,7 +378,10 @@ def _first_settings_error(group: BaseExceptionGroup[BaseException]) -> SettingsE
     return matched
 
 
-def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: list[str], environ: Mapping[str, str] | None = None, *, app_factory: AppFactory
+) -> int:
+    """`boba serve`, serving the app `app_factory` builds (see the module docstring)."""
     try:
         flags = _parse_flags(argv)
     except SystemExit as exit_:
@@ -405,8 +401,8 @@ def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
         if listen_fd is not None:  # a worker of `--workers N`
             listener = socket.socket(fileno=int(listen_fd))
             settings = settings.with_port(listener.getsockname()[1])
-            trio.run(partial(_serve_main, settings, secrets, menu, listener=listener,
-                             parent_pid=int(flags[PARENT_PID] or 0)))
+            trio.run(partial(_serve_main, settings, secrets, menu, app_factory=app_factory,
+                             listener=listener, parent_pid=int(flags[PARENT_PID] or 0)))
         elif settings.workers > 1:
             from boba_runtime.metrics import prepare_multiprocess_dir
 
@@ -416,7 +412,7 @@ def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
             prepare_multiprocess_dir(settings.data_path)
             return trio.run(_supervise, settings, secrets, listener)
         else:
-            trio.run(_serve_main, settings, secrets, menu)
+            trio.run(partial(_serve_main, settings, secrets, menu, app_factory=app_factory))
     except SettingsError as error:
         print(f"boba serve: {error}", file=sys.stderr)
         return 2

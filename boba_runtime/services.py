@@ -1,8 +1,8 @@
 """Everything a request or a call needs, built once from Settings and handed down.
 
-No module-level state anywhere: `create_app(services)` and the call runtime get this
-value. To add a service, add a field with a default and build it in `open_services`;
-existing callers keep working.
+No module-level state anywhere: the composition root (`boba_web.app`) gets this value
+and builds the app and the calls' shared `CallDeps` from it. To add a service, add a
+field and build it in `open_services`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 import trio
 
 from boba_proto.errors import MenuError
-from boba_proto.menu import Menu, parse_menu
+from boba_proto.menu import Menu, function_specs, parse_menu
 from boba_runtime.calls import CallRegistry
 from boba_runtime.events import DEFAULT_PING_INTERVAL, DEFAULT_POLL_INTERVAL, EventFeed
+from boba_runtime.metrics import Metrics
 from boba_runtime.secrets import Secrets, load_secrets
 from boba_runtime.settings import Settings, SettingsError
 from boba_runtime.store import OrderStore, StoreError, utc_now
@@ -38,8 +39,8 @@ class Services:
     password_file: Path | None = None
     clock: Callable[[], datetime] = utc_now
     sse_ping_interval: float = DEFAULT_PING_INTERVAL
-    metrics: Any = None  # boba_runtime.metrics.Metrics (built by `new_metrics`)
-    calls: CallRegistry | None = None  # None: `build_call_deps` makes one
+    metrics: Metrics
+    calls: CallRegistry
 
     def __repr__(self) -> str:
         return f"Services(settings={self.settings!r}, started_at={self.started_at!r}, ***)"
@@ -60,11 +61,8 @@ def load_menu(settings: Settings) -> Menu:
         raise SettingsError("BOBA_MENU", str(error).replace("\n", " ")) from None
 
 
-def new_metrics(menu: Menu) -> Any:
+def new_metrics(menu: Menu) -> Metrics:
     """This process's `Metrics`, its function label bounded to the menu's functions."""
-    from boba_proto.menu import function_specs
-    from boba_runtime.metrics import Metrics
-
     return Metrics(function_names=[spec.name for spec in function_specs(menu)])
 
 

@@ -1,15 +1,40 @@
-"""`create_app(services)`: the one Quart-Trio app; no globals, everything from Services.
+"""The composition root: where the shop is wired together, once, importing what it wires.
 
-Each feature registers its routes with one line below: `register_x(app, services)`.
+    boba serve ─▶ serve_command ─▶ boba_runtime.serve.main(app_factory=create_app)
+                                   └── open_services(settings) ─▶ create_app(services)
+                                       ├── build_call_deps(services)   one CallDeps
+                                       ├── agent_connector(...)        Deepgram / fake / local
+                                       └── register_x(app, ...)        the routes
+
+Why here, in `boba_web`, and not in a fourth package: the web layer is already the top
+of the one-way stack (web ─▶ runtime ─▶ proto), nothing imports it, and it is the only
+layer that may import both of the others, which is exactly what a composition root
+needs. A separate package would hold just this module and add a layer to every map.
+The runtime never names this module: `boba serve` reaches it through the `boba.commands`
+entry point declared in pyproject.toml (the runtime's `boba` dispatcher lists the
+commands the installed distribution provides), so the no-upward-import test can see the
+whole dependency graph.
+
+No module-level state: everything is built per call of `create_app` from `Services`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from quart import request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from boba_proto.menu import Menu
+from boba_runtime import serve
+from boba_runtime.agent_link import AgentConnector, local_agent_url, websocket_connector
+from boba_runtime.call_runner import AgentChooser, CallDeps, CallWiring, call_config_from_settings
+from boba_runtime.local_agent.server import in_process_connector
+from boba_runtime.recorder import recorder_factory
 from boba_runtime.services import Services
+from boba_runtime.settings import Settings
 from boba_web.api import register_api
 from boba_web.errors import register_error_handlers
 from boba_web.local_agent_route import register_local_agent_route
@@ -21,7 +46,67 @@ from boba_web.twilio_routes import register_twilio_routes
 MAX_REQUEST_BYTES = 1024 * 1024  # larger bodies get 413 JSON
 
 
+# --- calls ------------------------------------------------------------------------------------
+
+
+def build_call_deps(services: Services) -> CallDeps:
+    """What every call of this process shares: built once per app, for `/twilio` and
+    `/phone/ws` alike."""
+    settings = services.settings
+    feed = services.events
+
+    def on_order_committed(order: object) -> None:
+        del order
+        feed.notify()  # the TV board and the console hear of it at once
+
+    return CallDeps(
+        config=call_config_from_settings(settings, services.menu),
+        store=services.store,
+        registry=services.calls,
+        max_message_bytes=settings.max_message_bytes,
+        metrics=services.metrics,
+        on_order_committed=on_order_committed,
+        open_recorder=recorder_factory(settings.record_dir) if settings.record_dir else None,
+    )
+
+
+def agent_connector(
+    settings: Settings, scope: Mapping[str, Any], menu: Menu | None = None
+) -> AgentConnector:
+    """Deepgram (or a fake) from `BOBA_AGENT_URL`; `local` = this server's `/agent/local`
+    (in process when serving TLS: our certificate names the public host, not 127.0.0.1).
+    `scope` is the call socket's ASGI scope: its `server` is where this server was reached."""
+    url = settings.agent_url
+    if url == "local" and settings.tls_enabled and menu is not None:
+        return in_process_connector(menu)
+    if url == "local":
+        host, port = scope.get("server") or (settings.host, settings.port)
+        url = local_agent_url(str(host), int(port), tls=settings.tls_enabled)
+        # Our own server on loopback: no key, and its certificate names the public host.
+        return websocket_connector(
+            url, api_key=None, max_message_bytes=settings.max_message_bytes, verify_tls=False
+        )
+    return websocket_connector(
+        url, api_key=settings.deepgram_api_key, max_message_bytes=settings.max_message_bytes
+    )
+
+
+def call_wiring(services: Services) -> CallWiring:
+    """The shared `CallDeps` and the agent choice, handed to both call routes."""
+    settings, menu = services.settings, services.menu
+
+    def choose_agent(scope: Mapping[str, Any]) -> AgentConnector:
+        return agent_connector(settings, scope, menu)
+
+    chooser: AgentChooser = choose_agent
+    return CallWiring(deps=build_call_deps(services), choose_agent=chooser)
+
+
+# --- the app ----------------------------------------------------------------------------------
+
+
 def create_app(services: Services) -> QuartTrio:
+    """The one Quart-Trio app; each feature registers its routes with one line below."""
     app = QuartTrio("boba_web")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -38,11 +123,20 @@ def create_app(services: Services) -> QuartTrio:
             # a kept-alive connection hanging when a response ends before its request body.
             await request.get_data(cache=True)
 
+    calls = call_wiring(services)
     register_api(app, services)
     register_sse(app, services)
     register_pages(app, services)
-    register_twilio_routes(app, services)
+    register_twilio_routes(app, services, calls)
     register_local_agent_route(app, services)
-    register_phone_routes(app, services)
+    register_phone_routes(app, services, calls)
     # Other features register here, one line each: register_x(app, services).
     return app
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def serve_command(argv: list[str]) -> int:
+    """`boba serve` (the `boba.commands` entry point): the runtime's server with this app."""
+    return serve.main(argv, app_factory=create_app)

@@ -17,28 +17,20 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from quart import Blueprint, Response, jsonify, render_template, request
+from quart import Blueprint, Response, jsonify, request
 
 from boba_proto.model import order_to_json
 from boba_runtime.auth import SESSION_COOKIE, SESSION_LIFETIME, make_session_cookie
 from boba_runtime.metrics import Metrics
 from boba_runtime.store import OrderStore, StoreError, StoreUnavailable
-from boba_web.api import StaffSecrets, request_is_staff
 from boba_web.errors import json_error
+from boba_web.rendering import BLUEPRINT, render_page
+from boba_web.staff import StaffSecrets, request_is_staff
 
 log = logging.getLogger("boba.web")
 
-SHOP_NAME = "BobaRista"
-BLUEPRINT = "shop"
 ASSETS_URL = "/assets"
 CONSOLE_LIST_LIMIT = 500
-
-# Pages load only their own scripts, styles and data; nothing from elsewhere, no frames.
-PAGE_CSP = (
-    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-
 
 class PagesServices(StaffSecrets, Protocol):
     """What the pages need from `boba_runtime.services.Services`."""
@@ -103,25 +95,6 @@ class LoginLimiter:
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)
-
-
-async def render_page(template: str, status: int = 200, **context: Any) -> Response:
-    """A shop page (these pages and `/phone`): the template with the shop's names, and
-    headers that keep it to its own scripts, uncached."""
-    body = await render_template(
-        template,
-        shop_name=SHOP_NAME,
-        static_endpoint=f"{BLUEPRINT}.static",
-        login_endpoint=f"{BLUEPRINT}.login",
-        logout_endpoint=f"{BLUEPRINT}.logout",
-        **context,
-    )
-    response = Response(body, status=status, content_type="text/html; charset=utf-8")
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _see_other(path: str) -> Response:

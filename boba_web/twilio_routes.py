@@ -35,21 +35,11 @@ from twilio.request_validator import (  # type: ignore[import-untyped]
 from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
 
 from boba_proto import twilio as tw
-from boba_runtime.agent_link import (
-    AgentConnector,
-    local_agent_url,
-    websocket_connector,
-)
-from boba_runtime.call_runner import (
-    Authorize,
-    CallDeps,
-    PhoneClosed,
-    build_call_deps,
-    run_call,
-)
+from boba_runtime.call_runner import Authorize, CallWiring, run_call
 from boba_runtime.calls import CallOutcome, CallRegistry, CallsFull
+from boba_runtime.services import Services
 from boba_runtime.settings import Settings
-from boba_web.compat import ClientDisconnectedError, current_websocket
+from boba_web.compat import ClientDisconnectedError, QuartPhone, current_websocket
 from boba_web.errors import json_error
 
 log = logging.getLogger(__name__)
@@ -138,61 +128,6 @@ def forbidden() -> Response:
     return json_error(403, "The X-Twilio-Signature is missing or wrong.")
 
 
-# --- the phone side over Quart's websocket ----------------------------------------------------
-
-
-class QuartPhone:
-    """`call_runner.PhoneSide` over the current Quart websocket."""
-
-    def __init__(self, ws: Any) -> None:
-        self._ws = ws
-        self._closed = False
-
-    async def receive(self) -> str | bytes:
-        try:
-            data: str | bytes = await self._ws.receive()
-        except ClientDisconnectedError:
-            raise PhoneClosed from None
-        return data
-
-    async def send(self, text: str) -> None:
-        if self._closed:
-            raise PhoneClosed
-        try:
-            await self._ws.send(text)
-        except ClientDisconnectedError:
-            raise PhoneClosed from None
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(ClientDisconnectedError):
-            await self._ws.close(code, reason)
-
-
-def agent_connector(
-    settings: Settings, scope: Mapping[str, Any], menu: Any = None
-) -> AgentConnector:
-    """Deepgram (or a fake) from `BOBA_AGENT_URL`; `local` = this server's `/agent/local`
-    (in process when serving TLS: our certificate names the public host, not 127.0.0.1)."""
-    url = settings.agent_url
-    if url == "local" and settings.tls_enabled and menu is not None:
-        from boba_runtime.local_agent.server import in_process_connector
-
-        return in_process_connector(menu)
-    if url == "local":
-        host, port = scope.get("server") or (settings.host, settings.port)
-        url = local_agent_url(str(host), int(port), tls=settings.tls_enabled)
-        # Our own server on loopback: no key, and its certificate names the public host.
-        return websocket_connector(
-            url, api_key=None, max_message_bytes=settings.max_message_bytes, verify_tls=False
-        )
-    return websocket_connector(
-        url, api_key=settings.deepgram_api_key, max_message_bytes=settings.max_message_bytes
-    )
-
-
 def token_check(registry: CallRegistry) -> Authorize:
     """The `start` event's token must be the one `/voice` issued for its callSid."""
 
@@ -208,10 +143,10 @@ def token_check(registry: CallRegistry) -> Authorize:
 # --- routes -----------------------------------------------------------------------------------
 
 
-def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | None = None) -> None:
-    """POST /voice, POST /voice/after and WS /twilio, all from `services`."""
+def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring) -> None:
+    """POST /voice, POST /voice/after and WS /twilio; calls run with the shared `calls`."""
     settings: Settings = services.settings
-    call_deps = deps if deps is not None else build_call_deps(services)
+    call_deps = calls.deps
     registry = call_deps.registry
     authorize = token_check(registry)
 
@@ -260,7 +195,7 @@ def register_twilio_routes(app: QuartTrio, services: Any, *, deps: CallDeps | No
         ws = current_websocket()
         await ws.accept()
         phone = QuartPhone(ws)
-        connect = agent_connector(settings, ws.scope, services.menu)
+        connect = calls.choose_agent(ws.scope)
         # quart 0.23: a caller who leaves shows up as ClientDisconnectedError (turned into
         # PhoneClosed by QuartPhone); quart 0.22 cancels this handler. run_call cleans up
         # in `finally` either way.

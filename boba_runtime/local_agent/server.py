@@ -84,7 +84,7 @@ class LocalAgentSession:
         self.menu = menu
         self.request_id = request_id or str(uuid.uuid4())
         self.dialogue = LocalDialogue(menu)
-        self.settings: agent.Settings | None = None
+        self.settings: agent.AgentSettings | None = None
         self.closed = False
         self.audio_bytes_received = 0
         self._cue = b""
@@ -119,7 +119,7 @@ class LocalAgentSession:
             message = agent.decode_client(frame)
         except RemoteProtocolError as exc:
             return self._fail("UNPARSABLE_CLIENT_MESSAGE", f"We could not parse that: {exc}")
-        if isinstance(message, agent.Settings):
+        if isinstance(message, agent.AgentSettings):
             return self._on_settings(message)
         if self.settings is None:
             return self._fail(
@@ -143,7 +143,7 @@ class LocalAgentSession:
 
     # --- settings ------------------------------------------------------------------------
 
-    def _on_settings(self, settings: agent.Settings) -> list[Outgoing]:
+    def _on_settings(self, settings: agent.AgentSettings) -> list[Outgoing]:
         if self.settings is not None:
             return self._fail("SETTINGS_ALREADY_APPLIED", "Settings may be sent only once.")
         output = settings.audio.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,8 +29,20 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
             print("browser console:\n  " + "\n  ".join(running.console))
 
 
+SCREENSHOTS_TO_DOCS = "BOBA_SCREENSHOTS_TO_DOCS"
+"""Set to 1 (`nox -s screenshots` does) to refresh docs/*.png; otherwise a temporary folder."""
+
+
 @pytest.fixture
-def docs_dir() -> Path:
-    """Screenshots land in docs/ so the README can show them."""
-    DOCS.mkdir(exist_ok=True)
-    return DOCS
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the browser tests save their screenshots.
+
+    A test run must leave the checkout as it found it, so by default they go to the
+    test's temporary folder; `nox -s screenshots` sends them to docs/ for the README.
+    """
+    if os.environ.get(SCREENSHOTS_TO_DOCS) == "1":
+        DOCS.mkdir(exist_ok=True)
+        return DOCS
+    folder = tmp_path / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder

@@ -32,7 +32,7 @@ async def say(page: Page, text: str, expect: str) -> None:
 
 
 async def test_a_whole_order_typed_on_the_phone_page(
-    boba_server: RunningServer, tmp_path: Path
+    boba_server: RunningServer, screenshot_dir: Path
 ) -> None:
     chromium = find_chromium()
     assert chromium is not None, "no Chromium: run scripts/setup-browser.sh"
@@ -57,7 +57,7 @@ async def test_a_whole_order_typed_on_the_phone_page(
         await page.wait_for("document.getElementById('connection').dataset.state === 'idle'",
                             timeout=10)
         assert await page.evaluate("document.getElementById('dial').disabled") is False
-        await page.screenshot(tmp_path / "phone.png")
+        await page.screenshot(screenshot_dir / "phone-page.png")
         errors = [line for line in browser.console if "error" in line.lower()]
         assert errors == []
     async with httpx.AsyncClient(base_url=base) as client:

@@ -55,7 +55,7 @@ async def seconds_until(page: Page, expression: str, started: float, limit: floa
 
 
 async def test_tv_shows_a_new_order_within_a_second_and_ready_after_done(
-    tmp_path: Path, browser: Browser, docs_dir: Path
+    tmp_path: Path, browser: Browser, screenshot_dir: Path
 ) -> None:
     async with (
         shop_services(tmp_path, poll_interval=DEFAULT_POLL_INTERVAL) as services,
@@ -97,7 +97,7 @@ async def test_tv_shows_a_new_order_within_a_second_and_ready_after_done(
         )
         assert style["size"] >= 56
         assert style["column"] == "ready" and "Ready" in style["label"]
-        await page.screenshot(docs_dir / "tv-board.png")
+        await page.screenshot(screenshot_dir / "tv-board.png")
 
         # the TV never shows or fetches anything private
         html = await page.evaluate("document.documentElement.outerHTML")
@@ -115,7 +115,7 @@ async def test_tv_shows_a_new_order_within_a_second_and_ready_after_done(
 
 
 async def test_console_login_new_order_chime_and_done_queues_one_ready_sms(
-    tmp_path: Path, browser: Browser, docs_dir: Path
+    tmp_path: Path, browser: Browser, screenshot_dir: Path
 ) -> None:
     async with shop_services(tmp_path) as services, running_server(services) as base:
         store = services.store
@@ -165,7 +165,7 @@ async def test_console_login_new_order_chime_and_done_queues_one_ready_sms(
         )
         assert layout["scroll"] <= TABLET_SIZE[0]
         assert layout["buttons"] and min(layout["buttons"]) >= 44
-        await page.screenshot(docs_dir / "barista-console.png")
+        await page.screenshot(screenshot_dir / "barista-console.png")
 
         # Done by mouse: the order turns ready and exactly one "ready" SMS is queued
         await page.click(f'{card} button[data-action="done"]')
@@ -232,7 +232,7 @@ async def test_a_cut_event_stream_misses_nothing_once_restored(
 
 
 async def test_a_busy_board_keeps_every_number_on_screen_and_large(
-    tmp_path: Path, browser: Browser, docs_dir: Path
+    tmp_path: Path, browser: Browser, screenshot_dir: Path
 ) -> None:
     async with shop_services(tmp_path) as services, running_server(services) as base:
         orders = [await services.store.commit_order(make_draft()) for _ in range(30)]
@@ -251,4 +251,4 @@ async def test_a_busy_board_keeps_every_number_on_screen_and_large(
         assert min(t["size"] for t in tiles) >= 56
         assert max(t["bottom"] for t in tiles) <= TV_SIZE[1]
         assert max(t["right"] for t in tiles) <= TV_SIZE[0]
-        await page.screenshot(docs_dir / "tv-board-busy.png")
+        await page.screenshot(screenshot_dir / "tv-board-busy.png")

@@ -262,7 +262,7 @@ class Sim:
 
     def _agent_receives(self, message: agent.AgentClientMessage) -> None:
         match message:
-            case agent.Settings():
+            case agent.AgentSettings():
                 self.at(0.12, self._settings_applied)
             case agent.FunctionCallResponse(id=fid, content=content):
                 self.responses[fid] = json.loads(content)

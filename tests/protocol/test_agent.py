@@ -20,6 +20,7 @@ from boba_proto.agent import (
     AgentAudioDone,
     AgentError,
     AgentRole,
+    AgentSettings,
     AgentStartedSpeaking,
     AgentThinking,
     AgentWarning,
@@ -40,7 +41,6 @@ from boba_proto.agent import (
     KeepAlive,
     LatencyReport,
     PromptUpdated,
-    Settings,
     SettingsApplied,
     SpeakUpdated,
     UnknownAgentMessage,
@@ -108,7 +108,7 @@ def validate_client_frame(frame: str) -> pydantic.BaseModel:
     return model
 
 
-def _settings(profile: AudioProfile = AudioProfile.LINEAR16, **overrides: Any) -> Settings:
+def _settings(profile: AudioProfile = AudioProfile.LINEAR16, **overrides: Any) -> AgentSettings:
     args: dict[str, Any] = {
         "profile": profile,
         "listen_model": "nova-3",

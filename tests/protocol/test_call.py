@@ -137,7 +137,7 @@ def test_a_pre_opened_agent_gets_settings_with_start() -> None:
     session = CallSession(build_config(MULAW))
     assert session.handle(AgentConnected()) == []
     actions = session.handle(start())
-    assert [type(m) for m in agent_frames(actions)] == [agent.Settings]
+    assert [type(m) for m in agent_frames(actions)] == [agent.AgentSettings]
 
 
 def test_caller_audio_is_held_back_until_settings_applied() -> None:

@@ -26,7 +26,7 @@ MENU = builtin_menu()
 
 
 def settings(profile: agent.AudioProfile = agent.AudioProfile.LINEAR16,
-             greeting: str = "Hi! What would you like?") -> agent.Settings:
+             greeting: str = "Hi! What would you like?") -> agent.AgentSettings:
     return agent.build_settings(
         profile=profile, listen_model="nova-3", think_provider="google",
         think_model="gemini-3.5-flash", speak_model="aura-2-odysseus-en",

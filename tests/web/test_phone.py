@@ -13,7 +13,7 @@ import trio_websocket
 from boba_proto import twilio as tw
 from boba_proto.call import CallerText
 from boba_proto.errors import RemoteProtocolError
-from boba_web.phone_routes import decode_phone_frame
+from boba_proto.phone import decode_from_phone as decode_phone_frame
 from tests.helpers.server import RunningServer
 
 

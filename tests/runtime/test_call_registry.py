@@ -1,11 +1,9 @@
 """The per-process call registry (slots for BOBA_MAX_CALLS, stream tokens, outcomes) and the
-fail-closed signature rule, without a server."""
+agent `Settings` a call starts with, without a server."""
 
 from __future__ import annotations
 
-import msgspec
 import pytest
-import trio
 
 from boba_runtime.calls import (
     ENDED_MEMORY,
@@ -15,8 +13,6 @@ from boba_runtime.calls import (
     CallsFull,
     token_matches,
 )
-from boba_web.twilio_routes import signature_ok
-from tests.fakes.twilio_client import sign
 from tests.helpers.server import settings_for_test
 
 
@@ -95,34 +91,8 @@ def test_tokens_are_per_call_and_checked_in_constant_time() -> None:
     assert not token_matches(b"other key", "CA1", token)
 
 
-URL = "https://boba.example.com/voice"
-PARAMS = {"CallSid": "CA1", "From": "+14155551234"}
-
-
 def settings(tmp_path, **env: str):
     return settings_for_test(tmp_path, env)
-
-
-def test_signature_rule_with_token(tmp_path) -> None:
-    s = settings(tmp_path, TWILIO_AUTH_TOKEN="tok", BOBA_PUBLIC_URL="https://boba.example.com")
-    good = {"X-Twilio-Signature": sign("tok", URL, PARAMS)}
-    assert signature_ok(s, URL, PARAMS, good)
-    assert not signature_ok(s, URL, PARAMS, {})
-    assert not signature_ok(s, URL, {**PARAMS, "From": "+1"}, good)
-    assert not signature_ok(s, URL, PARAMS, {"X-Twilio-Signature": sign("other", URL, PARAMS)})
-
-
-def test_signature_rule_fails_closed_without_token_off_loopback(tmp_path) -> None:
-    loopback = settings(tmp_path)
-    assert loopback.twilio_auth_token is None
-    assert signature_ok(loopback, URL, PARAMS, {})  # local development
-    # The same settings bound to a public address (serve refuses to start like this; the
-    # routes refuse too, in case they are ever mounted another way).
-    public = msgspec.structs.replace(loopback, host="0.0.0.0")
-    assert not public.bound_to_loopback
-    assert not signature_ok(public, URL, PARAMS, {})
-    off = msgspec.structs.replace(public, validate_twilio=False)
-    assert signature_ok(off, URL, PARAMS, {})
 
 
 @pytest.mark.parametrize(
@@ -158,30 +128,6 @@ def test_call_config_from_default_settings(tmp_path) -> None:
     assert config.max_call_seconds == 120
     assert config.agent_settings.agent.think.provider.model == s.think_model
     assert config.caller == "" and config.call_sid == ""  # filled from each call's start
-
-
-async def test_local_agent_is_this_server_and_never_gets_the_deepgram_key(tmp_path) -> None:
-    import json as jsonlib
-
-    from boba_web.twilio_routes import agent_connector
-    from tests.fakes.fake_agent import fake_agent_server
-
-    async with fake_agent_server(path="/agent/local") as fake:
-        s = msgspec.structs.replace(
-            settings(tmp_path), agent_url="local", deepgram_api_key="dg-secret"
-        )
-        connect = agent_connector(s, {"server": ("127.0.0.1", fake.port)})
-        async with connect() as link:
-            assert jsonlib.loads(await link.receive())["type"] == "Welcome"
-        remote = msgspec.structs.replace(s, agent_url=fake.url.replace("/agent/local", "/x"))
-        async with agent_connector(remote, {"server": ("127.0.0.1", 1)})() as link:
-            await link.receive()
-        with trio.fail_after(3):
-            while len(fake.sessions) < 2:
-                await trio.sleep(0.01)
-        local_session, remote_session = fake.sessions
-        assert "authorization" not in local_session.headers
-        assert remote_session.headers["authorization"] == "Token dg-secret"
 
 
 def test_a_second_stream_for_a_running_call_is_refused() -> None:
