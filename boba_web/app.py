@@ -137,6 +137,6 @@ def create_app(services: Services) -> QuartTrio:
 # --- the command ------------------------------------------------------------------------------
 
 
-def serve_command(argv: list[str]) -> int:
+def serve_command(argv: list[str], environ: Mapping[str, str] | None = None) -> int:
     """`boba serve` (the `boba.commands` entry point): the runtime's server with this app."""
-    return serve.main(argv, app_factory=create_app)
+    return serve.main(argv, environ, app_factory=create_app)

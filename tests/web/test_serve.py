@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from boba_runtime.serve import main
+from boba_web.app import serve_command as main
 
 START_TIMEOUT = 60.0
 BANNER = re.compile(r"BobaRista is open on (http://127\.0\.0\.1:\d+)")
