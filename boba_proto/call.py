@@ -15,14 +15,14 @@ Inputs (the `CallEvent` union)
         could not be reached or dropped.
     Runtime: `TimerFired(name)` for a timer the session asked for, `CallerHungUp()` when the
         Twilio socket closed without `stop`, `PhoneStuck(reason)` when the phone side stopped
-        reading its socket (its outbox overflowed), `CallerText(text)` for words the caller typed
-        (the `/phone/ws` softphone and `boba call`: sent to the agent as
+        reading its socket (its send queue overflowed), `CallerText(text)` for words the
+        caller typed (the `/phone/ws` softphone and `boba call`: sent to the agent as
         `InjectUserMessage`, held until `SettingsApplied`), and
         `model.OrderCommitted | OrdersFound | EffectFailed` for effects the session requested.
 
 Outputs (the `Action` union)
     `SendToTwilio(text, kind)`: a text frame already `twilio.encode`d. `kind` is MEDIA, MARK
-        or CLEAR; on CLEAR the runtime should drop any MEDIA frames still in its Twilio outbox
+        or CLEAR; on CLEAR the runtime should drop any MEDIA frames still queued for Twilio
         and send the clear first (barge-in).
     `SendToAgent(text)`: a JSON text frame already `agent.encode`d.
     `SendAgentAudio(data)`: a binary frame of caller audio (40 ms) for the agent.

@@ -3,8 +3,8 @@
     call nursery (one per call)
     ├── phone reader:  frame → twilio.decode → session.handle → dispatch actions
     ├── agent task:    connect → AgentConnected → frame → agent.decode → handle
-    ├── phone writer ← bounded outbox (queued media dropped on barge-in, clear goes first)
-    ├── agent writer ← bounded outbox
+    ├── phone writer ← bounded send queue (queued media dropped on barge-in, clear goes first)
+    ├── agent writer ← bounded send queue
     ├── timer tasks    StartTimer/CancelTimer → TimerFired back into handle
     └── effect tasks   CommitOrder / LookupOrders against the store → result into handle
 
@@ -68,12 +68,12 @@ from boba_runtime.store import StoreError
 
 log = logging.getLogger(__name__)
 
-PHONE_OUTBOX = 256
+PHONE_QUEUE = 256
 """Frames queued for the phone side (media is ≤ 100 ms each: about 25 s of audio)."""
-AGENT_OUTBOX = 128
+AGENT_QUEUE = 128
 """Frames queued for the agent (caller audio is 40 ms each: about 5 s)."""
 CONTROL_SLACK = 64
-"""Control frames (marks, JSON) may exceed the outbox by this much; they are never dropped."""
+"""Control frames (marks, JSON) may exceed a send queue by this much; they are never dropped."""
 CLOSE_TIMEOUT_S = 2.0
 """Bound on closing either socket at the end of a call (CONTRACT §5: agent within 2 s)."""
 COMMIT_TIMEOUT_S = 15.0
@@ -191,13 +191,14 @@ class CallReport:
     agent_audio_dropped: int = 0
 
 
-# --- a bounded outbox that knows media from control -----------------------------------------
+# --- a bounded send queue that knows media from control -----------------------------------------
 
 T = TypeVar("T")
 
 
-class Outbox(Generic[T]):
-    """A bounded FIFO for one socket's writer.
+class SendQueue(Generic[T]):
+    """A bounded FIFO for one socket's writer (not to be confused with the store's SMS
+    outbox: this one lives and dies with a call).
 
     Droppable items (audio) are refused when `capacity` items are queued; control items
     are accepted up to `capacity + CONTROL_SLACK` and beyond that the peer is considered
@@ -271,8 +272,8 @@ class _Call:
         self.observe = observe
         self.session = CallSession(deps.config)
         self.report = CallReport()
-        self.phone_out: Outbox[str] = Outbox(PHONE_OUTBOX)
-        self.agent_out: Outbox[str | bytes] = Outbox(AGENT_OUTBOX)
+        self.phone_out: SendQueue[str] = SendQueue(PHONE_QUEUE)
+        self.agent_out: SendQueue[str | bytes] = SendQueue(AGENT_QUEUE)
         self.timers: dict[str, trio.CancelScope] = {}
         self.effect_started: dict[str, float] = {}  # request id -> when the effect began
         self.nursery: trio.Nursery | None = None  # the call nursery: cancelled at the end
@@ -549,7 +550,7 @@ class _Call:
                                 await self._agent_reader(link)
                             except AgentClosed as exc:
                                 self._agent_closed(exc)
-                        # The call is over: the writer stops at its closed outbox.
+                        # The call is over: the writer stops at its closed queue.
         except AgentUnreachable as exc:
             log.error("call %s: agent unreachable: %s", self.report.call_sid, exc.reason)
             self.feed(AgentLost(reason=exc.reason))

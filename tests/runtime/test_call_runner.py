@@ -1,5 +1,5 @@
 """`run_call` over in-memory phone and agent sides (no sockets): the transport-agnostic API
-that `/phone/ws` reuses, store failures, our own bugs, refusals, and the outbox rules."""
+that `/phone/ws` reuses, store failures, our own bugs, refusals, and the send queue rules."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from boba_runtime.agent_link import AgentClosed, AgentConnection, AgentUnreachab
 from boba_runtime.call_runner import (
     CallDeps,
     CallReport,
-    Outbox,
     PhoneClosed,
+    SendQueue,
     call_config_from_settings,
     run_call,
 )
@@ -302,8 +302,8 @@ async def test_oversized_phone_frame_closes_with_1009(tmp_path: Path) -> None:
     assert report.end_reason is EndReason.COMPLETED
 
 
-def test_outbox_drops_media_never_control() -> None:
-    box: Outbox[str] = Outbox(2)
+def test_send_queue_drops_media_never_control() -> None:
+    box: SendQueue[str] = SendQueue(2)
     assert box.put("m1", droppable=True) and box.put("m2", droppable=True)
     assert not box.put("m3", droppable=True)  # full: audio is dropped
     assert box.put("mark", droppable=False)  # control still fits in the slack
@@ -312,8 +312,8 @@ def test_outbox_drops_media_never_control() -> None:
     assert len(box) == 2
 
 
-async def test_outbox_order_and_close() -> None:
-    box: Outbox[str] = Outbox(4)
+async def test_send_queue_order_and_close() -> None:
+    box: SendQueue[str] = SendQueue(4)
     box.put("a", droppable=True)
     box.put("b", droppable=False)
     assert [await box.get(), await box.get()] == ["a", "b"]
