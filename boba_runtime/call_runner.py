@@ -145,7 +145,6 @@ class CallDeps:
     registry: CallRegistry
     max_message_bytes: int = 65536
     metrics: Any = None  # boba_runtime.metrics.Metrics, or None
-    on_order_committed: Callable[[model.Order], None] | None = None  # e.g. wake the SMS worker
     open_recorder: Callable[[CallConfig], CallRecorderLike] | None = None
 
 
@@ -422,8 +421,6 @@ class _Call:
                         order = await self.deps.store.commit_order(draft)
                     self.report.orders.append(order)
                     log.info("call %s committed order %s", self.report.call_sid, order.order_number)
-                    if self.deps.on_order_committed is not None:
-                        self.deps.on_order_committed(order)
                     result = model.OrderCommitted(request_id=request_id, order=order)
                 case model.LookupOrders(request_id=request_id, phones=phones):
                     with trio.fail_after(COMMIT_TIMEOUT_S):
@@ -704,19 +701,11 @@ def build_call_deps(services: Any) -> CallDeps:
     registry = services.calls
     if registry is None:
         registry = CallRegistry(max_calls=settings.max_calls, secret_key=services.secret_key)
-    events = getattr(services, "events", None)
-
-    def on_order_committed(order: model.Order) -> None:
-        del order
-        if events is not None:
-            events.notify()  # the TV board and the console hear of it at once
-
     return CallDeps(
         config=call_config_from_settings(settings, services.menu),
         store=services.store,
         registry=registry,
         max_message_bytes=settings.max_message_bytes,
         metrics=services.metrics,
-        on_order_committed=on_order_committed,
         open_recorder=recorder_factory(settings.record_dir) if settings.record_dir else None,
     )
