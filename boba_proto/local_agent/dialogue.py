@@ -26,7 +26,14 @@ from typing import Any, Final
 import msgspec
 
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
-from boba_proto.local_agent.understand import DrinkSpec, Lexicon, Utterance, understand
+from boba_proto.local_agent.understand import (
+    NUMBER_WORDS,
+    ORDINAL_WORDS,
+    DrinkSpec,
+    Lexicon,
+    Utterance,
+    understand,
+)
 from boba_proto.menu import Menu
 from boba_proto.model import Drink, dollars_to_cents, format_dollars
 from boba_proto.ordering import describe_drink, spoken_list
@@ -66,10 +73,8 @@ class DialoguePhase(enum.Enum):
     ENDED = "ended"  # end_call was answered
 
 
-_ORDINAL_NAMES: Final = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh",
-                         "eighth", "ninth", "tenth")
-_COUNT_NAMES: Final = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-                       "nine", "ten")
+_ORDINAL_NAMES: Final = ORDINAL_WORDS  # "first" ... "tenth"
+_COUNT_NAMES: Final = tuple(word for word, n in NUMBER_WORDS.items() if n <= 10)
 _STATUS_WORDS: Final = {
     "received": "is being prepared",
     "ready": "is ready for pickup",

@@ -39,6 +39,10 @@ _ORDINALS: Final = {
     "first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "sixth": 5, "seventh": 6,
     "eighth": 7, "ninth": 8, "tenth": 9,
 }
+NUMBER_WORDS: Final = _UNITS
+"""How numbers are said, both ways: heard here, spoken by `dialogue` ("two drinks")."""
+ORDINAL_WORDS: Final = tuple(_ORDINALS)
+"""Positions as said, 0-based: heard here ("the second one"), spoken by `dialogue`."""
 _COUNT_NOUNS: Final = frozenset({
     "drinks", "drink", "teas", "tea", "things", "items", "cups", "orders", "of",
 })
