@@ -248,10 +248,10 @@ class EventFeed:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Runs until cancelled. Store errors are logged and retried, never fatal: the feed
         only lags while the store is down (`/healthz` reports that)."""
+        changed = self._next_change()  # before reading, as in every round below
         self._last_id = await self.source.last_event_id()
         task_status.started()
         try:
-            changed = self._next_change()
             while True:
                 with trio.move_on_after(self.poll_interval):
                     await self._woken(changed)
