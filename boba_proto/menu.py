@@ -17,9 +17,10 @@ import msgspec
 
 from boba_proto.agent import FunctionSpec
 from boba_proto.errors import MenuError
-from boba_proto.model import cents_to_dollars
+from boba_proto.model import format_dollars
 
 __all__ = [
+    "FILLER_WORDS",
     "FUNCTIONS",
     "ArgKind",
     "FunctionDef",
@@ -29,6 +30,7 @@ __all__ = [
     "build_prompt",
     "function_specs",
     "parse_menu",
+    "words",
 ]
 
 MAX_MATCH_TEXT: Final = 200
@@ -38,11 +40,13 @@ MAX_PROMPT_CHARS: Final = 25_000
 """Deepgram truncates a longer prompt (Warning PROMPT_TOO_LONG); a menu must fit."""
 
 _NEGATIONS: Final = frozenset({"no", "not", "without", "none", "dont", "hold", "skip"})
-_FILLER: Final = frozenset({
+FILLER_WORDS: Final = frozenset({
     "a", "an", "the", "some", "please", "extra", "with", "add", "and", "of", "on", "top",
     "just", "i", "id", "like", "want", "would", "get", "can", "have", "one", "my", "drink",
     "topping", "toppings", "sweet", "sweetness", "level", "ice", "tea", "order", "it",
 })
+"""Words around a menu name that do not change which name is meant ("a taro milk tea
+please"); the local agent's `understand` extends them with conversational filler."""
 
 
 # --- the menu ----------------------------------------------------------------------------
@@ -107,8 +111,11 @@ class Menu(msgspec.Struct, frozen=True, kw_only=True):
 # --- matching: case-insensitive, whole words, never substrings -----------------------------
 
 
-def _words(text: str) -> tuple[str, ...]:
-    """Lower-case words; "50 percent" and "50 %" become "50%", apostrophes vanish."""
+def words(text: str) -> tuple[str, ...]:
+    """Lower-case words; "50 percent" and "50 %" become "50%", apostrophes vanish.
+
+    The one normalisation of menu phrases: the matcher below and the local agent's
+    lexicon (`boba_proto.local_agent.understand`) both key names and aliases by it."""
     lowered = text.lower().replace("'", "").replace("\u2019", "")
     lowered = re.sub(r"(\d+)\s*(?:%|per\s*cent\b)", r"\1%", lowered)
     return tuple(re.findall(r"[^\W_]+%?", lowered))
@@ -131,31 +138,31 @@ def _match(text: str, names: tuple[str, ...], aliases: dict[str, str]) -> str | 
     """
     if not isinstance(text, str) or len(text) > MAX_MATCH_TEXT:
         return None
-    words = _words(text)
-    if not words:
+    said = words(text)
+    if not said:
         return None
-    keys = [(_words(name), name) for name in names]
-    keys += [(_words(alias), canonical) for alias, canonical in aliases.items()]
+    keys = [(words(name), name) for name in names]
+    keys += [(words(alias), canonical) for alias, canonical in aliases.items()]
     for key, canonical in keys:
-        if key == words:
+        if key == said:
             return canonical
 
     def negated(key: tuple[str, ...]) -> bool:
-        return any(w in _NEGATIONS and w not in key for w in words)
+        return any(w in _NEGATIONS and w not in key for w in said)
 
     def only_filler_besides(key: tuple[str, ...]) -> bool:
-        return all(w in key or w in _FILLER for w in words)
+        return all(w in key or w in FILLER_WORDS for w in said)
 
     contained = [
         (len(k), c)
         for k, c in keys
-        if _contains_run(words, k) and not negated(k) and only_filler_besides(k)
+        if _contains_run(said, k) and not negated(k) and only_filler_besides(k)
     ]
     if contained:
         longest = max(n for n, _ in contained)
         best = {c for n, c in contained if n == longest}
         return best.pop() if len(best) == 1 else None
-    partial = {c for k, c in keys if _contains_run(k, words) and not negated(k)}
+    partial = {c for k, c in keys if _contains_run(k, said) and not negated(k)}
     return partial.pop() if len(partial) == 1 else None
 
 
@@ -225,7 +232,7 @@ def _names(source: str, path: str, raw: list[str]) -> tuple[str, ...]:
     seen: dict[tuple[str, ...], int] = {}
     out = []
     for i, name in enumerate(raw):
-        key = _words(name)
+        key = words(name)
         if not key:
             raise MenuError(f"{source}: {path}[{i}]: {name!r} has no letters or digits")
         if key in seen:
@@ -240,7 +247,7 @@ def _names(source: str, path: str, raw: list[str]) -> tuple[str, ...]:
 def _aliases(
     source: str, category: str, raw: dict[str, str], names: tuple[str, ...]
 ) -> dict[str, str]:
-    name_keys = {_words(n): n for n in names}
+    name_keys = {words(n): n for n in names}
     out: dict[str, str] = {}
     alias_keys: dict[tuple[str, ...], str] = {}
     for alias, target in raw.items():
@@ -248,7 +255,7 @@ def _aliases(
         canonical = _canonical(target)
         if canonical not in names:
             raise MenuError(f"{source}: {path}: {target!r} is not one of the {category}")
-        key = _words(alias)
+        key = words(alias)
         if not key or len(alias) > 60:
             raise MenuError(f"{source}: {path}: an alias needs 1 to 60 characters of words")
         clash = name_keys.get(key)
@@ -546,10 +553,6 @@ def function_specs(menu: Menu) -> list[FunctionSpec]:
 # --- the prompt ----------------------------------------------------------------------------
 
 
-def _dollars(cents: int) -> str:
-    return f"${cents_to_dollars(cents):.2f}"
-
-
 def _said_as(aliases: dict[str, str]) -> str:
     by_target: dict[str, list[str]] = {}
     for alias, target in aliases.items():
@@ -578,10 +581,12 @@ def build_prompt(menu: Menu) -> str:
         "numbers or order statuses: they come only from the functions.",
         "",
         "MENU",
-        f"Flavors: {', '.join(menu.flavors)}. Every drink is {_dollars(menu.drink_price_cents)}.",
-        f"Toppings, {_dollars(menu.topping_price_cents)} each: "
+        f"Flavors: {', '.join(menu.flavors)}. "
+        f"Every drink is {format_dollars(menu.drink_price_cents)}.",
+        f"Toppings, {format_dollars(menu.topping_price_cents)} each: "
         f"{', '.join(menu.toppings) or 'none'}.",
-        f"Add-ons, {_dollars(menu.addon_price_cents)} each: {', '.join(menu.addons) or 'none'}.",
+        f"Add-ons, {format_dollars(menu.addon_price_cents)} each: "
+        f"{', '.join(menu.addons) or 'none'}.",
         f"Sweetness: {', '.join(menu.sweetness_levels)}; {menu.default_sweetness} unless the "
         "caller says otherwise.",
         f"Ice: {', '.join(menu.ice_levels)}; {menu.default_ice} unless the caller says "

@@ -63,6 +63,16 @@ def cents_to_dollars(cents: int) -> float:
     return round(cents / 100, 2)
 
 
+def format_dollars(cents: int) -> str:
+    """ "$6.25": a price as the prompt, the menu summary and the local agent say it."""
+    return f"${cents_to_dollars(cents):.2f}"
+
+
+def dollars_to_cents(value: object) -> int:
+    """Cents of a JSON dollar amount (as `cents_to_dollars` wrote it); 0 for a non-number."""
+    return round(float(value) * 100) if isinstance(value, int | float) else 0
+
+
 def drink_to_json(drink: Drink) -> dict[str, object]:
     """A drink in the CONTRACT §4 `items` shape."""
     return {

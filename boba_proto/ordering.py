@@ -15,7 +15,7 @@ import msgspec
 import phonenumbers
 
 from boba_proto.menu import Menu
-from boba_proto.model import Drink, cents_to_dollars, drink_to_json
+from boba_proto.model import Drink, cents_to_dollars, drink_to_json, format_dollars
 
 __all__ = [
     "Cart",
@@ -338,19 +338,20 @@ def save_phone(cart: Cart, text: str) -> tuple[Cart, Result]:
 
 
 def menu_summary(menu: Menu) -> Result:
-    def dollars(cents: int) -> str:
-        return f"${cents_to_dollars(cents):.2f}"
-
-    parts = [f"We have {spoken_list(menu.flavors)}, {dollars(menu.drink_price_cents)} each."]
+    parts = [
+        f"We have {spoken_list(menu.flavors)}, {format_dollars(menu.drink_price_cents)} each."
+    ]
     if menu.toppings:
         parts.append(
-            f"Toppings are {dollars(menu.topping_price_cents)} each: "
+            f"Toppings are {format_dollars(menu.topping_price_cents)} each: "
             f"{spoken_list(menu.toppings)}."
         )
     for addon in menu.addons:
         needs = menu.addon_requires.get(addon)
         rule = f", only with {needs}" if needs else ""
-        parts.append(f"You can add {addon} for {dollars(menu.addon_price_cents)}{rule}.")
+        parts.append(
+            f"You can add {addon} for {format_dollars(menu.addon_price_cents)}{rule}."
+        )
     parts.append(
         f"Sweetness can be {spoken_list(menu.sweetness_levels, 'or')} "
         f"({menu.default_sweetness} unless you say otherwise), and ice can be "

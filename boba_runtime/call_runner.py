@@ -150,7 +150,6 @@ class CallDeps:
     registry: CallRegistry
     max_message_bytes: int = 65536
     metrics: Metrics | None = None
-    on_order_committed: Callable[[model.Order], None] | None = None  # e.g. wake the SMS worker
     open_recorder: Callable[[CallConfig], CallRecorderLike] | None = None
 
 
@@ -446,8 +445,6 @@ class _Call:
                         order = await self.deps.store.commit_order(draft)
                     self.report.orders.append(order)
                     log.info("call %s committed order %s", self.report.call_sid, order.order_number)
-                    if self.deps.on_order_committed is not None:
-                        self.deps.on_order_committed(order)
                     result = model.OrderCommitted(request_id=request_id, order=order)
                 case model.LookupOrders(request_id=request_id, phones=phones):
                     with trio.fail_after(COMMIT_TIMEOUT_S):

@@ -2,8 +2,9 @@
 
 Why the table and not an in-process list: ids then come from the store, so they are the
 same on every worker and instance, and `Last-Event-ID` replay works after a restart
-(CONTRACT §7). Local commits call `notify()` so events go out at once; the poll interval
-catches events committed by other processes.
+(CONTRACT §7). The store's change signal (`OrderStore.changes`) wakes the feed after
+every local commit, so events go out at once; the poll interval catches events committed
+by other processes and instances.
 
 Fan-out never waits for a client: every subscriber has a bounded memory channel and gets
 events with `send_nowait`; one whose buffer is full is dropped (its stream ends and the
@@ -48,6 +49,12 @@ class EventSource(Protocol):
     ) -> Sequence[FeedEvent]: ...
 
     async def last_event_id(self) -> int: ...
+
+
+class ChangeSignal(Protocol):
+    """The store's "changed" signal (`store.StoreChanges`): an event set by the next commit."""
+
+    def next_change(self) -> trio.Event: ...
 
 
 class SubscriptionState(enum.Enum):
@@ -152,8 +159,11 @@ class EventFeed:
         *,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         client_buffer: int = DEFAULT_CLIENT_BUFFER,
+        changes: ChangeSignal | None = None,
     ) -> None:
+        """`changes`: the store's change signal (None: a source without one; poll only)."""
         self.source = source
+        self._changes = changes
         self.poll_interval = poll_interval
         self.client_buffer = client_buffer
         self._subscribers: set[Subscription] = set()
@@ -172,7 +182,8 @@ class EventFeed:
         return len(self._subscribers)
 
     def notify(self) -> None:
-        """Something was committed in this process: look at the table now."""
+        """Look at the table now, for a source without a change signal (the store has one:
+        its commits wake the feed by themselves)."""
         self._wake.set()
 
     def subscribe(self, last_event_id: int | None) -> Subscription:
@@ -237,13 +248,15 @@ class EventFeed:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Runs until cancelled. Store errors are logged and retried, never fatal: the feed
         only lags while the store is down (`/healthz` reports that)."""
+        changed = self._next_change()  # before reading, as in every round below
         self._last_id = await self.source.last_event_id()
         task_status.started()
         try:
             while True:
                 with trio.move_on_after(self.poll_interval):
-                    await self._wake.wait()
+                    await self._woken(changed)
                 self._wake = trio.Event()
+                changed = self._next_change()  # before reading: a commit during the read counts
                 try:
                     await self._pump()
                 except Exception as error:  # the store's trouble must not end the shop
@@ -251,6 +264,23 @@ class EventFeed:
                     await trio.sleep(ERROR_BACKOFF)
         finally:
             self.end_streams()
+
+    def _next_change(self) -> trio.Event | None:
+        return self._changes.next_change() if self._changes is not None else None
+
+    async def _woken(self, changed: trio.Event | None) -> None:
+        """Returns once `notify()` was called or the store changed."""
+        if changed is None:
+            await self._wake.wait()
+            return
+        async with trio.open_nursery() as nursery:
+
+            async def first_of(event: trio.Event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first_of, self._wake)
+            nursery.start_soon(first_of, changed)
 
 
 async def sse_frames(

@@ -113,13 +113,12 @@ def hypercorn_config(settings: Settings, fd: int, grace_period: float) -> Config
 
 async def expire_ready_orders(services: Services) -> None:
     """ready → picked_up after BOBA_READY_EXPIRY_MINUTES, checked a few times per period;
-    the board and the console hear of it at once."""
+    the board and the console hear of it at once (through the store's change signal)."""
     older_than = timedelta(minutes=services.settings.ready_expiry_minutes)
     await run_ready_expiry(
         services.store,
         after=older_than,
         interval=min(30.0, max(0.5, older_than.total_seconds() / 10)),
-        on_expired=lambda _expired: services.events.notify(),
     )
 
 

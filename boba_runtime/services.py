@@ -93,7 +93,9 @@ async def open_services(
             raise SettingsError("BOBA_DATABASE", str(error)) from None
     try:
         async with trio.open_nursery() as nursery:
-            feed_options: dict[str, Any] = {"poll_interval": poll_interval}
+            feed_options: dict[str, Any] = {
+                "poll_interval": poll_interval, "changes": store.changes,
+            }
             if client_buffer is not None:
                 feed_options["client_buffer"] = client_buffer
             events = EventFeed(store, **feed_options)

@@ -236,7 +236,8 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SmsWorker:
-    """Delivers due outbox messages; `notify()` (or any SMS this process queues) wakes it."""
+    """Delivers due outbox messages; the store's change signal (any SMS this process queues)
+    or `notify()` wakes it, and it polls for messages other processes queue."""
 
     def __init__(
         self,
@@ -275,7 +276,7 @@ class SmsWorker:
             task_status.started()
             while True:
                 self._notified = trio.Event()
-                store_event = self._store.outbox_event()
+                store_event = self._store.changes.next_change()  # before reading
                 try:
                     if trio.current_time() - last_sweep > self._stale_after.total_seconds() / 2:
                         await self._settle_stale()

@@ -27,7 +27,8 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 import trio
 
-from boba_proto.model import ACTIVE_STATUSES, Drink, Order, OrderDraft, OrderStatus
+from boba_proto import orders as rules
+from boba_proto.model import Drink, Order, OrderDraft, OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,8 @@ T = TypeVar("T")
 
 ORDER_NUMBER_SPACE = 10_000
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a writer waits for another process's write lock
-ACTIVE_SQL = "('received', 'ready')"
-
-RECEIVED_SMS = (
-    "Thanks for your order! Your order number is {number}. "
-    "We'll text you when it's ready for pickup."
-)
-READY_SMS = "Your boba order #{number} is now ready for pickup!"
+ACTIVE_SQL = "(" + ", ".join(f"'{value}'" for value in rules.ACTIVE_STATUS_VALUES) + ")"
+"""`model.ACTIVE_STATUSES` as an SQL list (the values are fixed enum text, never input)."""
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -123,12 +119,6 @@ def format_precise_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def sms_body(kind: str, order_number: str) -> str:
-    """The SMS texts of CONTRACT §8, exactly."""
-    template = {"received": RECEIVED_SMS, "ready": READY_SMS}[kind]
-    return template.format(number=order_number)
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -514,10 +504,8 @@ class _Db:
         return self._rng.choice(free)
 
     @staticmethod
-    def _add_event(conn: _Conn, now: str, kind: str, number: str, status: str) -> None:
-        data = _EVENT_ENCODER.encode(
-            {"type": kind, "order_number": number, "status": status}
-        ).decode()
+    def _add_event(conn: _Conn, now: str, event: rules.OrderEvent) -> None:
+        data = _EVENT_ENCODER.encode(event).decode()
         # max + 1 inside the write lock: ids are handed out in commit order, so a reader
         # tailing the table never sees a lower id appear after a higher one.
         conn.execute(
@@ -527,11 +515,13 @@ class _Db:
         )
 
     @staticmethod
-    def _queue_sms(conn: _Conn, order_id: int, kind: str, to: str, number: str, now: str) -> None:
+    def _queue_sms(
+        conn: _Conn, order_id: int, kind: rules.SmsKind, to: str, number: str, now: str
+    ) -> None:
         conn.execute(
             "INSERT INTO sms_outbox (order_id, kind, to_phone, body, next_attempt_at, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (order_id, kind, to, sms_body(kind, number), now, now),
+            (order_id, kind.value, to, rules.sms_text(kind, number), now, now),
         )
 
     @staticmethod
@@ -550,11 +540,13 @@ class _Db:
             number = self._pick_number(conn)
             order_id = conn.insert_id(
                 "INSERT INTO orders (order_number, status, phone, items, total_cents, "
-                "call_sid, created_at) VALUES (?, 'received', ?, ?, ?, ?, ?)",
-                (number, draft.phone, items, draft.total_cents, draft.call_sid, created),
+                "call_sid, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (number, OrderStatus.RECEIVED.value, draft.phone, items, draft.total_cents,
+                 draft.call_sid, created),
             )
-            self._queue_sms(conn, order_id, "received", draft.phone, number, precise)
-            self._add_event(conn, precise, "order_created", number, "received")
+            sms = rules.SMS_ON_ENTERING[OrderStatus.RECEIVED]
+            self._queue_sms(conn, order_id, sms, draft.phone, number, precise)
+            self._add_event(conn, precise, rules.order_created(number))
             return self._order_by_id(conn, order_id)
 
         return self._write(work)
@@ -603,12 +595,8 @@ class _Db:
         return [_row_to_order(row) for row in self.conn.execute(sql, params)]
 
     def transition(self, number: str, target: OrderStatus, now: datetime) -> tuple[Order, bool]:
-        """Move the order to `target` per the lifecycle of CONTRACT §4, in one transaction."""
-        allowed_from = {
-            OrderStatus.READY: OrderStatus.RECEIVED,
-            OrderStatus.PICKED_UP: OrderStatus.READY,
-            OrderStatus.CANCELLED: OrderStatus.RECEIVED,
-        }[target]
+        """Move the order to `target` if `orders.check_transition` allows it, in one
+        transaction with the SMS the new status sends and its event."""
         stamp = format_time(now)
         precise = format_precise_time(now)
 
@@ -617,22 +605,25 @@ class _Db:
             if found is None:
                 raise OrderNotFound(f"there is no order {number}")
             order_id, order = found
-            if order.status is target and target is OrderStatus.READY:
-                return order, False  # Done is idempotent
-            if order.status is not allowed_from:
-                raise OrderConflict(_conflict_message(order, target))
+            verdict = rules.check_transition(order.status, target)
+            if verdict is rules.Transition.ALREADY_DONE:
+                return order, False
+            if verdict is rules.Transition.CONFLICT:
+                raise OrderConflict(rules.conflict_message(number, order.status, target))
             if target is OrderStatus.READY:
                 conn.execute(
-                    "UPDATE orders SET status = 'ready', ready_at = ? WHERE id = ?",
-                    (stamp, order_id),
+                    "UPDATE orders SET status = ?, ready_at = ? WHERE id = ?",
+                    (target.value, stamp, order_id),
                 )
-                self._queue_sms(conn, order_id, "ready", order.phone, number, precise)
             else:
                 conn.execute(
                     "UPDATE orders SET status = ?, finished_at = ? WHERE id = ?",
                     (target.value, stamp, order_id),
                 )
-            self._add_event(conn, precise, "order_status_changed", number, target.value)
+            sms = rules.SMS_ON_ENTERING.get(target)
+            if sms is not None:
+                self._queue_sms(conn, order_id, sms, order.phone, number, precise)
+            self._add_event(conn, precise, rules.status_changed(number, target))
             return self._order_by_id(conn, order_id), True
 
         return self._write(work)
@@ -645,19 +636,19 @@ class _Db:
             ids = [
                 int(row[0])
                 for row in conn.execute(
-                    "SELECT id FROM orders WHERE status = 'ready' AND ready_at <= ? ORDER BY id",
-                    (format_time(cutoff),),
+                    "SELECT id FROM orders WHERE status = ? AND ready_at <= ? ORDER BY id",
+                    (OrderStatus.READY.value, format_time(cutoff)),
                 )
             ]
             expired = []
             for order_id in ids:
                 conn.execute(
-                    "UPDATE orders SET status = 'picked_up', finished_at = ? WHERE id = ?",
-                    (stamp, order_id),
+                    "UPDATE orders SET status = ?, finished_at = ? WHERE id = ?",
+                    (rules.EXPIRED_STATUS.value, stamp, order_id),
                 )
                 order = self._order_by_id(conn, order_id)
                 self._add_event(
-                    conn, precise, "order_status_changed", order.order_number, "picked_up"
+                    conn, precise, rules.status_changed(order.order_number, rules.EXPIRED_STATUS)
                 )
                 expired.append(order)
             return expired
@@ -780,23 +771,37 @@ class _Db:
         self.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
 
 
-def _conflict_message(order: Order, target: OrderStatus) -> str:
-    number, status = order.order_number, order.status.value.replace("_", " ")
-    if target is OrderStatus.READY:
-        return f"order {number} is already {status} and cannot be marked done"
-    if target is OrderStatus.PICKED_UP:
-        return f"order {number} is {status}; only a ready order can be picked up"
-    return f"order {number} is {status}; only a received order can be cancelled"
-
-
 LIST_FILTERS: dict[str, tuple[str, ...] | None] = {
-    "active": tuple(s.value for s in OrderStatus if s in ACTIVE_STATUSES),
+    "active": rules.ACTIVE_STATUS_VALUES,
     "all": None,
     **{s.value: (s.value,) for s in OrderStatus},
 }
 
 
 # --- the async face ----------------------------------------------------------------------
+
+
+class StoreChanges:
+    """This process's one "the store changed" signal: fired after every commit that adds
+    event or outbox rows (an order, a status change, an expiry), so the event feed and the
+    SMS worker act at once and nobody else has to remember to wake them.
+
+    Take `next_change()` BEFORE reading the store, then wait on it: a commit between the
+    read and the wait sets the event already taken, so it is never missed. Commits by other
+    processes or instances do not fire it; the feed and the worker poll for those.
+    """
+
+    def __init__(self) -> None:
+        self._next = trio.Event()
+
+    def next_change(self) -> trio.Event:
+        """Set by the next commit that adds events or outbox rows (after this call)."""
+        return self._next
+
+    def fire(self) -> None:
+        fired, self._next = self._next, trio.Event()
+        fired.set()
+
 
 
 class OrderStore:
@@ -807,7 +812,7 @@ class OrderStore:
         self.clock = clock
         self._limiter = trio.CapacityLimiter(1)
         self._closed = False
-        self._outbox_changed = trio.Event()
+        self.changes = StoreChanges()
 
     @classmethod
     async def open(
@@ -877,14 +882,6 @@ class OrderStore:
                 raise StoreUnavailable(f"the order database does not answer: {message}") from exc
             raise
 
-    def _outbox_grew(self) -> None:
-        event, self._outbox_changed = self._outbox_changed, trio.Event()
-        event.set()
-
-    def outbox_event(self) -> trio.Event:
-        """Set when this process queues an SMS; take it BEFORE reading `due_sms`."""
-        return self._outbox_changed
-
     async def ping(self) -> None:
         await self._run(self._db.ping)
 
@@ -902,7 +899,7 @@ class OrderStore:
     async def commit_order(self, draft: OrderDraft) -> Order:
         """Commit order + "received" SMS + `order_created` event in one transaction."""
         order = await self._run(self._db.commit_order, draft, self.clock())
-        self._outbox_grew()
+        self.changes.fire()
         return order
 
     async def get_order(self, order_number: str) -> Order | None:
@@ -915,22 +912,21 @@ class OrderStore:
 
     async def mark_ready(self, order_number: str) -> tuple[Order, bool]:
         """received → ready with its SMS and event; (order, False) when already ready."""
-        result = await self._run(self._db.transition, order_number, OrderStatus.READY, self.clock())
-        if result[1]:
-            self._outbox_grew()
-        return result
+        return await self._transition(order_number, OrderStatus.READY)
 
     async def mark_picked_up(self, order_number: str) -> Order:
-        order, _ = await self._run(
-            self._db.transition, order_number, OrderStatus.PICKED_UP, self.clock()
-        )
+        order, _ = await self._transition(order_number, OrderStatus.PICKED_UP)
         return order
 
     async def cancel(self, order_number: str) -> Order:
-        order, _ = await self._run(
-            self._db.transition, order_number, OrderStatus.CANCELLED, self.clock()
-        )
+        order, _ = await self._transition(order_number, OrderStatus.CANCELLED)
         return order
+
+    async def _transition(self, order_number: str, target: OrderStatus) -> tuple[Order, bool]:
+        order, changed = await self._run(self._db.transition, order_number, target, self.clock())
+        if changed:
+            self.changes.fire()
+        return order, changed
 
     async def orders_for_phones(
         self, phones: Sequence[str], *, order_number: str | None = None, limit: int = 10
@@ -940,7 +936,10 @@ class OrderStore:
     async def expire_ready(self, *, older_than: timedelta) -> list[Order]:
         """ready → picked_up for orders ready longer than `older_than` (with events)."""
         now = self.clock()
-        return await self._run(self._db.expire_ready, now - older_than, now)
+        expired = await self._run(self._db.expire_ready, now - older_than, now)
+        if expired:
+            self.changes.fire()
+        return expired
 
     async def events_after(self, last_id: int, *, limit: int = 500) -> list[StoredEvent]:
         return await self._run(self._db.events_after, last_id, limit)
@@ -1004,13 +1003,12 @@ async def run_ready_expiry(
     *,
     after: timedelta,
     interval: float = 30.0,
-    on_expired: Callable[[list[Order]], None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Until cancelled: ready orders older than `after` become picked up (CONTRACT §4,
     `BOBA_READY_EXPIRY_MINUTES`). Safe to run in every worker process: the update is a
-    transaction, so an order expires once. `on_expired` hears of each non-empty batch
-    (`boba serve`: wake the event feed)."""
+    transaction, so an order expires once; the store's `changes` signal tells the event
+    feed."""
     task_status.started()
     while True:
         try:
@@ -1020,6 +1018,4 @@ async def run_ready_expiry(
         else:
             for order in expired:
                 log.info("order %s was ready too long; marked picked up", order.order_number)
-            if expired and on_expired is not None:
-                on_expired(expired)
         await trio.sleep(interval)

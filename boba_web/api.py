@@ -92,8 +92,7 @@ def register_api(app: QuartTrio, services: Services) -> None:
             return json_error(409, str(error))
         except StoreUnavailable as error:
             return _store_unavailable(error)
-        services.events.notify()
-        return private(order)
+        return private(order)  # the store's change signal tells the event feed
 
     async def mark_ready(order_number: str) -> Order:
         order, _changed = await store.mark_ready(order_number)

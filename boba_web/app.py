@@ -53,19 +53,13 @@ def build_call_deps(services: Services) -> CallDeps:
     """What every call of this process shares: built once per app, for `/twilio` and
     `/phone/ws` alike."""
     settings = services.settings
-    feed = services.events
-
-    def on_order_committed(order: object) -> None:
-        del order
-        feed.notify()  # the TV board and the console hear of it at once
-
+    # No commit hook: the store's own change signal wakes the event feed and the SMS worker.
     return CallDeps(
         config=call_config_from_settings(settings, services.menu),
         store=services.store,
         registry=services.calls,
         max_message_bytes=settings.max_message_bytes,
         metrics=services.metrics,
-        on_order_committed=on_order_committed,
         open_recorder=recorder_factory(settings.record_dir) if settings.record_dir else None,
     )
 

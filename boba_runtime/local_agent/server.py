@@ -33,9 +33,9 @@ import trio
 
 from boba_proto import agent, audio
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
+from boba_proto.local_agent.dialogue import LocalDialogue, Say, Step
 from boba_proto.menu import FUNCTIONS, Menu
 from boba_runtime.agent_link import AgentClosed
-from boba_runtime.local_agent.dialogue import LocalDialogue, Say, Step
 
 __all__ = [
     "InProcessAgentConnection",

@@ -18,7 +18,7 @@ from boba_web.app import agent_connector
 from boba_web.local_agent_route import from_this_host
 from tests.fakes.twilio_client import dial, make_call_sid
 from tests.helpers.server import RunningServer, running_server, settings_for_test
-from tests.runtime.dialogue_harness import builtin_menu
+from tests.protocol.dialogue_harness import builtin_menu
 
 
 def agent_url(server: RunningServer) -> str:

@@ -17,15 +17,15 @@ from hypothesis import strategies as st
 
 from boba_proto import tools
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
-from boba_proto.model import EffectFailed
-from boba_runtime.local_agent.dialogue import (
+from boba_proto.local_agent.dialogue import (
     CallFunction,
     DialoguePhase,
     LocalDialogue,
     Say,
     spoken_phone,
 )
-from tests.runtime.dialogue_harness import Conversation, builtin_menu
+from boba_proto.model import EffectFailed
+from tests.protocol.dialogue_harness import Conversation, builtin_menu
 
 TARO = "taro milk tea"
 BLACK = "black milk tea"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from boba_proto import tools
+from boba_proto.local_agent.dialogue import CallFunction, LocalDialogue, Say
 from boba_proto.menu import Menu, parse_menu
 from boba_proto.model import (
     CommitOrder,
@@ -19,7 +20,6 @@ from boba_proto.model import (
     OrdersFound,
     OrderStatus,
 )
-from boba_runtime.local_agent.dialogue import CallFunction, LocalDialogue, Say
 
 
 def builtin_menu() -> Menu:

@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from boba_proto.menu import Menu
+from boba_proto.menu import FILLER_WORDS, Menu
+from boba_proto.menu import words as menu_words
 
 __all__ = ["DrinkSpec", "Lexicon", "Utterance", "understand"]
 
@@ -38,6 +39,10 @@ _ORDINALS: Final = {
     "first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "sixth": 5, "seventh": 6,
     "eighth": 7, "ninth": 8, "tenth": 9,
 }
+NUMBER_WORDS: Final = _UNITS
+"""How numbers are said, both ways: heard here, spoken by `dialogue` ("two drinks")."""
+ORDINAL_WORDS: Final = tuple(_ORDINALS)
+"""Positions as said, 0-based: heard here ("the second one"), spoken by `dialogue`."""
 _COUNT_NOUNS: Final = frozenset({
     "drinks", "drink", "teas", "tea", "things", "items", "cups", "orders", "of",
 })
@@ -50,18 +55,19 @@ _ORDER_LEADS: Final = frozenset({"a", "an", "one", "some", "two", "three"})
 _DRINK_NOUNS: Final = frozenset({"tea", "teas", "milk", "drink", "drinks", "cup", "cups"})
 _NEW_DRINK_LEADS: Final = frozenset({"another", "and", "also", "plus", "then"})
 
-# Words that carry no menu meaning; anything else that is not a menu phrase is "unknown".
-_FILLER: Final = frozenset("""
-a an the some any of on in top to for me my i id im ill ive we us our you your it its
-that this these those there here is are was be been being am do does did can could would
-will shall should may might must get got give gimme have has having want wanted wanna
-like love need take order ordering orders place placing please pls thanks thank thx
-hi hello hey hiya howdy good morning afternoon evening um uh er erm hmm well so
-just only also and or but with without then too as at by from up out off really very
-much lot little bit kind sort style size regular one ones drink drinks tea teas milk cup
-cups let lets lemme try think guess maybe probably today now okay gonna going go put
-make made same again what whats which how where when who why mine yours gotta sure cool
-awesome nice great fine alright all right
+# Words that carry no menu meaning; anything else that is not a menu phrase is "unknown":
+# the menu matcher's filler plus the words of conversation around an order. (The menu's
+# filler words that were not listed here are all intent words, and the two sets are only
+# ever asked together, so the union changes nothing.)
+_FILLER: Final = FILLER_WORDS | frozenset("""
+any in to for me im ill ive we us our you your its that this these those there here is are
+was be been being am do does did could will shall should may might must got give gimme has
+having wanted wanna love need take ordering orders place placing pls thanks thank thx hi
+hello hey hiya howdy good morning afternoon evening um uh er erm hmm well so only also or
+but without then too as at by from up out off really very much lot little bit kind sort
+style size regular ones drinks teas milk cup cups let lets lemme try think guess maybe
+probably today now okay gonna going go put make made same again what whats which how where
+when who why mine yours gotta sure cool awesome nice great fine alright all right
 """.split())  # noqa: SIM905 - a word list reads best as words
 
 _YES: Final = (
@@ -203,9 +209,9 @@ class Lexicon:
         )
         for category, names, aliases in tables:
             for name in names:
-                add(tuple(_plain_words(name)), category, name)
+                add(menu_words(name), category, name)
             for alias, canonical in aliases.items():
-                add(tuple(_plain_words(alias)), category, canonical)
+                add(menu_words(alias), category, canonical)
         # Plurals of drinks ("two taro milk teas") and of toppings ("pearls" is an alias).
         for words, (category, canonical) in list(phrases.items()):
             if category in (Category.FLAVOR, Category.TOPPING) and not words[-1].endswith("s"):
@@ -214,7 +220,7 @@ class Lexicon:
         owners: dict[str, set[tuple[Category, str]]] = {}
         for category, names, _aliases in tables:
             for name in names:
-                for word in _plain_words(name):
+                for word in menu_words(name):
                     owners.setdefault(word, set()).add((category, name))
         for word, found in owners.items():
             if len(found) == 1 and word not in _FILLER and word not in _INTENT_WORDS \
@@ -234,14 +240,11 @@ class Lexicon:
         return None
 
 
-def _plain_words(text: str) -> list[str]:
-    lowered = text.lower().replace("'", "").replace("\u2019", "")
-    return re.findall(r"\d+%|[a-z0-9]+", lowered)
-
-
 # --- tokens ---------------------------------------------------------------------------------
 
-_TOKEN_RE: Final = re.compile(r"\d+\s*%|\d+(?:st|nd|rd|th)\b|\d+|[a-z]+|[.,;:!?]")
+# Letters as the menu's `words` sees them (any script, so a menu's "crème brûlée" is said
+# as it is written), digits, ordinals, percentages and sentence punctuation.
+_TOKEN_RE: Final = re.compile(r"\d+\s*%|\d+(?:st|nd|rd|th)\b|\d+|[^\W\d_]+|[.,;:!?]")
 
 
 def _raw_words(text: str) -> list[str]:

@@ -26,9 +26,17 @@ from typing import Any, Final
 import msgspec
 
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
+from boba_proto.local_agent.understand import (
+    NUMBER_WORDS,
+    ORDINAL_WORDS,
+    DrinkSpec,
+    Lexicon,
+    Utterance,
+    understand,
+)
 from boba_proto.menu import Menu
-from boba_proto.ordering import spoken_list
-from boba_runtime.local_agent.understand import DrinkSpec, Lexicon, Utterance, understand
+from boba_proto.model import Drink, dollars_to_cents, format_dollars
+from boba_proto.ordering import describe_drink, spoken_list
 
 __all__ = ["CallFunction", "DialoguePhase", "LocalDialogue", "Say", "Step"]
 
@@ -65,10 +73,8 @@ class DialoguePhase(enum.Enum):
     ENDED = "ended"  # end_call was answered
 
 
-_ORDINAL_NAMES: Final = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh",
-                         "eighth", "ninth", "tenth")
-_COUNT_NAMES: Final = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-                       "nine", "ten")
+_ORDINAL_NAMES: Final = ORDINAL_WORDS  # "first" ... "tenth"
+_COUNT_NAMES: Final = tuple(word for word, n in NUMBER_WORDS.items() if n <= 10)
 _STATUS_WORDS: Final = {
     "received": "is being prepared",
     "ready": "is ready for pickup",
@@ -86,7 +92,8 @@ def _count(n: int) -> str:
 
 
 def _dollars(value: object) -> str:
-    return f"${float(value):.2f}" if isinstance(value, int | float) else "$0.00"
+    """A function result's dollar amount, said as the menu says prices."""
+    return format_dollars(dollars_to_cents(value))
 
 
 def _drink_count(n: int) -> str:
@@ -98,16 +105,20 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def describe(drink: Result, *, with_price: bool = True) -> str:
-    """ "a taro milk tea with boba, 50% sweet, regular ice, $6.25" from a result's item."""
-    flavor = str(drink.get("flavor", "drink"))
-    extras = [str(x) for x in [*drink.get("toppings", []), *drink.get("addons", [])]]
-    text = f"{_article(flavor)} {flavor}"
-    if extras:
-        text += f" with {spoken_list(extras)}"
-    text += f", {drink.get('sweetness', '')} sweet, {drink.get('ice', '')}"
-    if with_price and "price" in drink:
-        text += f", {_dollars(drink['price'])}"
+def describe(item: Result, *, with_price: bool = True) -> str:
+    """ "a taro milk tea with boba, 50% sweet, regular ice, $6.25" from a result's item
+    (`model.drink_to_json`'s shape), in `ordering.describe_drink`'s words."""
+    drink = Drink(
+        flavor=str(item.get("flavor", "drink")),
+        toppings=tuple(str(x) for x in item.get("toppings", [])),
+        addons=tuple(str(x) for x in item.get("addons", [])),
+        sweetness=str(item.get("sweetness", "")),
+        ice=str(item.get("ice", "")),
+        price_cents=dollars_to_cents(item.get("price")),
+    )
+    text = f"{_article(drink.flavor)} {describe_drink(drink)}"
+    if with_price and "price" in item:
+        text += f", {format_dollars(drink.price_cents)}"
     return text
 
 
