@@ -330,7 +330,7 @@ class SettingsAgent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 class AgentSettings(_Client, tag="Settings", kw_only=True, frozen=True):
     """The `Settings` message: sent exactly once, after `Welcome`; audio must wait for
     `SettingsApplied`. (Named `AgentSettings` here so it is never mistaken for the
-    runtime's `boba_runtime.settings.Settings`, what a process is started with.)"""
+    runtime's `boba_runtime.config.settings.Settings`, what a process is started with.)"""
 
     audio: AudioConfig
     agent: SettingsAgent

@@ -33,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from boba_proto.model import Order, OrderStatus
-from boba_runtime.store import StoreError
+from boba_runtime.store.order_store import StoreError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -49,7 +49,7 @@ OTHER_FUNCTION = "other"
 
 
 class OrderSource(Protocol):
-    """The part of `boba_runtime.store.OrderStore` a scrape needs."""
+    """The part of `boba_runtime.store.order_store.OrderStore` a scrape needs."""
 
     async def list_orders(self, *, status: str = "active", limit: int = 50) -> list[Order]: ...
 

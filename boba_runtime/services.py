@@ -19,12 +19,12 @@ import trio
 
 from boba_proto.errors import MenuError
 from boba_proto.menu import Menu, function_specs, parse_menu
-from boba_runtime.calls import CallRegistry
-from boba_runtime.events import DEFAULT_PING_INTERVAL, DEFAULT_POLL_INTERVAL, EventFeed
+from boba_runtime.call.registry import CallRegistry
+from boba_runtime.config.secrets import Secrets, load_secrets
+from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
-from boba_runtime.secrets import Secrets, load_secrets
-from boba_runtime.settings import Settings, SettingsError
-from boba_runtime.store import OrderStore, StoreError, utc_now
+from boba_runtime.store.feed import DEFAULT_PING_INTERVAL, DEFAULT_POLL_INTERVAL, EventFeed
+from boba_runtime.store.order_store import OrderStore, StoreError, utc_now
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +32,7 @@ class Services:
     settings: Settings
     menu: Menu
     store: OrderStore
-    events: EventFeed
+    feed: EventFeed  # the order-event feed behind SSE (not a call's `CallEvent`s)
     staff_password: str
     secret_key: bytes
     started_at: datetime
@@ -98,13 +98,13 @@ async def open_services(
             }
             if client_buffer is not None:
                 feed_options["client_buffer"] = client_buffer
-            events = EventFeed(store, **feed_options)
-            await nursery.start(events.run)
+            feed = EventFeed(store, **feed_options)
+            await nursery.start(feed.run)
             yield Services(
                 settings=settings,
                 menu=menu,
                 store=store,
-                events=events,
+                feed=feed,
                 staff_password=secrets.staff_password,
                 secret_key=secrets.secret_key,
                 started_at=utc_now(),

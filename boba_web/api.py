@@ -16,7 +16,7 @@ from quart_trio import QuartTrio
 
 from boba_proto.model import Order, order_to_json
 from boba_runtime.services import Services
-from boba_runtime.store import OrderConflict, OrderNotFound, StoreUnavailable
+from boba_runtime.store.order_store import OrderConflict, OrderNotFound, StoreUnavailable
 from boba_web.errors import json_error
 from boba_web.staff import staff_only
 

@@ -1,6 +1,6 @@
 """The composition root: where the shop is wired together, once, importing what it wires.
 
-    boba serve ─▶ serve_command ─▶ boba_runtime.serve.main(app_factory=create_app)
+    boba serve ─▶ serve_command ─▶ boba_runtime.cli.serve.main(app_factory=create_app)
                                    └── open_services(settings) ─▶ create_app(services)
                                        ├── build_call_deps(services)   one CallDeps
                                        ├── agent_connector(...)        Deepgram / fake / local
@@ -28,13 +28,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from boba_proto.menu import Menu
-from boba_runtime import serve
-from boba_runtime.agent_link import AgentConnector, local_agent_url, websocket_connector
-from boba_runtime.call_runner import AgentChooser, CallDeps, CallWiring, call_config_from_settings
-from boba_runtime.local_agent.server import in_process_connector
-from boba_runtime.recorder import recorder_factory
+from boba_runtime.agent.server import in_process_connector
+from boba_runtime.call.agent_link import AgentConnector, local_agent_url, websocket_connector
+from boba_runtime.call.recorder import recorder_factory
+from boba_runtime.call.runner import AgentChooser, CallDeps, CallWiring, call_config_from_settings
+from boba_runtime.cli import serve
+from boba_runtime.config.settings import Settings
 from boba_runtime.services import Services
-from boba_runtime.settings import Settings
 from boba_web.api import register_api
 from boba_web.errors import register_error_handlers
 from boba_web.local_agent_route import register_local_agent_route

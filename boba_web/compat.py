@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from quart import websocket
 
-from boba_runtime.call_runner import CLOSE_NORMAL, PhoneClosed
+from boba_runtime.call.runner import CLOSE_NORMAL, PhoneClosed
 
 try:  # quart >= 0.23 raises this from receive() when the peer leaves
     from quart.wrappers.base import ClientDisconnectedError  # type: ignore[attr-defined]

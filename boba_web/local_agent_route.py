@@ -1,7 +1,7 @@
 """`WS /agent/local`: the built-in local agent (CONTRACT §9), for `BOBA_AGENT_URL=local`.
 
 The bridge reaches it exactly as it reaches Deepgram: a WebSocket speaking the Voice Agent
-protocol (`boba_runtime.local_agent.server`). It is meant for this host only: a peer that
+protocol (`boba_runtime.agent.server`). It is meant for this host only: a peer that
 is not a loopback address, or a request that came through a proxy (any forwarding
 header), is refused with 403 before the socket is accepted.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from quart import Response
 from quart_trio import QuartTrio
 
-from boba_runtime.local_agent.server import serve_local_agent
+from boba_runtime.agent.server import serve_local_agent
 from boba_web.compat import ClientDisconnectedError, current_websocket
 
 log = logging.getLogger(__name__)

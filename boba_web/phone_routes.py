@@ -25,9 +25,9 @@ from quart_trio import QuartTrio
 
 from boba_proto.call import CallEvent
 from boba_proto.phone import decode_from_phone
-from boba_runtime.call_runner import CallWiring, run_call
+from boba_runtime.call.runner import CallWiring, run_call
+from boba_runtime.call.softphone import SoftPhone
 from boba_runtime.services import Services
-from boba_runtime.softphone import SoftPhone
 from boba_web.compat import ClientDisconnectedError, QuartPhone, current_websocket
 from boba_web.errors import json_error
 from boba_web.rendering import render_page

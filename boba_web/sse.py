@@ -1,6 +1,6 @@
 """`GET /orders/events`: Server-Sent Events from the store's event table (CONTRACT §7).
 
-The stream itself is `boba_runtime.events.sse_frames`; this module parses
+The stream itself is `boba_runtime.store.feed.sse_frames`; this module parses
 `Last-Event-ID` and sets the headers. Works the same on quart 0.22 (a disconnect cancels
 the handler) and 0.23: all cleanup is in the generator's `finally`.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from boba_runtime.events import sse_frames
 from boba_runtime.services import Services
+from boba_runtime.store.feed import sse_frames
 from boba_web.errors import json_error
 
 SSE_HEADERS = {
@@ -41,9 +41,9 @@ def register_sse(app: QuartTrio, services: Services) -> None:
         except ValueError:
             return json_error(400, "Last-Event-ID must be a whole number.")
         if last_id is None:
-            subscription = await services.events.subscribe_new()
+            subscription = await services.feed.subscribe_new()
         else:
-            subscription = services.events.subscribe(last_id)
+            subscription = services.feed.subscribe(last_id)
         frames = sse_frames(subscription, ping_interval=services.sse_ping_interval)
         response = Response(frames, headers=SSE_HEADERS)
         response.timeout = None  # an endless stream: no RESPONSE_TIMEOUT

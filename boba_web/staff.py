@@ -1,5 +1,5 @@
 """The staff check every staff-only route and socket shares: the password (Basic or Bearer)
-or a valid session cookie (`boba_runtime.auth` does the checking)."""
+or a valid session cookie (`boba_runtime.config.auth` does the checking)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, Protocol
 
 from quart import Response, request
 
-from boba_runtime.auth import SESSION_COOKIE, staff_authorized
+from boba_runtime.config.auth import SESSION_COOKIE, staff_authorized
 from boba_web.errors import json_error
 
 P = ParamSpec("P")

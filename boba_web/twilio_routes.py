@@ -35,10 +35,10 @@ from twilio.request_validator import (  # type: ignore[import-untyped]
 from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
 
 from boba_proto import twilio as tw
-from boba_runtime.call_runner import Authorize, CallWiring, run_call
-from boba_runtime.calls import CallOutcome, CallRegistry, CallsFull
+from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
+from boba_runtime.call.runner import Authorize, CallWiring, run_call
+from boba_runtime.config.settings import Settings
 from boba_runtime.services import Services
-from boba_runtime.settings import Settings
 from boba_web.compat import ClientDisconnectedError, QuartPhone, current_websocket
 from boba_web.errors import json_error
 

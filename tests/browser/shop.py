@@ -14,10 +14,10 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from boba_proto.model import Drink, OrderDraft
-from boba_runtime.secrets import Secrets
+from boba_runtime.config.secrets import Secrets
+from boba_runtime.config.settings import load_settings
 from boba_runtime.services import Services, open_services
-from boba_runtime.settings import load_settings
-from boba_runtime.store import OrderStore
+from boba_runtime.store.order_store import OrderStore
 from boba_web.app import create_app
 
 STAFF_PASSWORD = "correct horse battery staple"

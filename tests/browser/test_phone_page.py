@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from boba_runtime.auth import make_session_cookie
+from boba_runtime.config.auth import make_session_cookie
 from tests.browser.cdp import Page, find_chromium, launch_browser
 from tests.helpers.server import RunningServer
 

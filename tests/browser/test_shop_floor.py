@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 
-from boba_runtime.events import DEFAULT_POLL_INTERVAL
+from boba_runtime.store.feed import DEFAULT_POLL_INTERVAL
 from tests.browser.cdp import Browser, Page
 from tests.browser.shop import (
     STAFF_PASSWORD,

@@ -1,4 +1,4 @@
-"""Run the real shop (`boba_runtime.serve.run_shop`: store, feed, SMS worker, Hypercorn)
+"""Run the real shop (`boba_runtime.cli.serve.run_shop`: store, feed, SMS worker, Hypercorn)
 on 127.0.0.1:0 inside a test, with settings built like `boba serve` builds them.
 
     async with running_server(tmp_path, env={"BOBA_AUDIO": "mulaw"}) as server:
@@ -20,9 +20,9 @@ from typing import Any
 
 import trio
 
-from boba_runtime.serve import run_shop
+from boba_runtime.cli.serve import run_shop
+from boba_runtime.config.settings import Settings, load_settings
 from boba_runtime.services import Services
-from boba_runtime.settings import Settings, load_settings
 from boba_web.app import create_app
 
 STAFF_PASSWORD = "test-staff-password"

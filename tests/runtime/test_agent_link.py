@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio_websocket
 
-from boba_runtime.agent_link import (
+from boba_runtime.call.agent_link import (
     DEEPGRAM_AGENT_URL,
     AgentClosed,
     AgentUnreachable,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from boba_runtime import bench
+from boba_runtime.cli import bench
 
 
 def _run_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

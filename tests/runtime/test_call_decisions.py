@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 
 from boba_proto.call import WELCOME_TIMEOUT_SECONDS, EndReason
-from boba_runtime.calls import CallOutcome
+from boba_runtime.call.registry import CallOutcome
 from boba_runtime.metrics import Metrics
 from tests.runtime.test_call_runner import SID, MemoryAgent, MemoryPhone, Store, make_deps, run
 

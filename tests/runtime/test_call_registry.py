@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from boba_runtime.calls import (
+from boba_runtime.call.registry import (
     ENDED_MEMORY,
     PENDING_SECONDS,
     CallOutcome,
@@ -103,9 +103,9 @@ def settings(tmp_path, **env: str):
     ],
 )
 def test_agent_settings_deepgram_would_refuse_stop_the_start(tmp_path, env, variable) -> None:
-    from boba_runtime.call_runner import call_config_from_settings
+    from boba_runtime.call.runner import call_config_from_settings
+    from boba_runtime.config.settings import SettingsError
     from boba_runtime.services import load_menu
-    from boba_runtime.settings import SettingsError
 
     try:
         s = settings(tmp_path, **env)
@@ -119,7 +119,7 @@ def test_agent_settings_deepgram_would_refuse_stop_the_start(tmp_path, env, vari
 
 def test_call_config_from_default_settings(tmp_path) -> None:
     from boba_proto.agent import AudioProfile
-    from boba_runtime.call_runner import call_config_from_settings
+    from boba_runtime.call.runner import call_config_from_settings
     from boba_runtime.services import load_menu
 
     s = settings(tmp_path, BOBA_AUDIO="mulaw", BOBA_MAX_CALL_SECONDS="120")
@@ -131,7 +131,7 @@ def test_call_config_from_default_settings(tmp_path) -> None:
 
 
 def test_a_second_stream_for_a_running_call_is_refused() -> None:
-    from boba_runtime.calls import StreamAlreadyRunning
+    from boba_runtime.call.registry import StreamAlreadyRunning
 
     calls, _ = registry(5)
     calls.reserve("CA1")

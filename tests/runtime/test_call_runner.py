@@ -15,8 +15,9 @@ import trio
 from boba_proto import twilio as tw
 from boba_proto.call import Action, EndReason, Transcript
 from boba_proto.model import Order, OrderDraft, OrderStatus
-from boba_runtime.agent_link import AgentClosed, AgentConnection, AgentUnreachable
-from boba_runtime.call_runner import (
+from boba_runtime.call.agent_link import AgentClosed, AgentConnection, AgentUnreachable
+from boba_runtime.call.registry import CallOutcome, CallRegistry
+from boba_runtime.call.runner import (
     CallDeps,
     CallReport,
     PhoneClosed,
@@ -24,9 +25,8 @@ from boba_runtime.call_runner import (
     call_config_from_settings,
     run_call,
 )
-from boba_runtime.calls import CallOutcome, CallRegistry
 from boba_runtime.services import load_menu
-from boba_runtime.store import StoreUnavailable
+from boba_runtime.store.order_store import StoreUnavailable
 from tests.helpers.server import settings_for_test
 
 SID = "CA" + "1" * 32

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from boba_runtime.store import OrderStore, sqlite_path_from_url
+from boba_runtime.store.order_store import OrderStore, sqlite_path_from_url
 
 CHILD = r"""
 import sys
@@ -27,7 +27,7 @@ import sys
 import trio
 
 from boba_proto.model import Drink, OrderDraft
-from boba_runtime.store import OrderStore
+from boba_runtime.store.order_store import OrderStore
 
 DRAFT = OrderDraft(
     phone="+14155551234",

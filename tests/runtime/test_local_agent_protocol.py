@@ -18,7 +18,7 @@ from boba_proto.call import (
     SendToAgent,
 )
 from boba_proto.menu import build_prompt, function_specs
-from boba_runtime.local_agent.server import LocalAgentSession, tone_cue
+from boba_runtime.agent.server import LocalAgentSession, tone_cue
 from tests.golden.make_sessions import build_config
 from tests.protocol.dialogue_harness import builtin_menu
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from boba_runtime.replay import main
+from boba_runtime.cli.replay import main
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from boba_runtime.secrets import load_secrets
-from boba_runtime.services import load_menu
-from boba_runtime.settings import (
+from boba_runtime.config.secrets import load_secrets
+from boba_runtime.config.settings import (
     DEEPGRAM_AGENT_URL,
     Settings,
     SettingsError,
     load_settings,
     read_dotenv,
 )
+from boba_runtime.services import load_menu
 
 
 def load(env: dict[str, str], flags: dict[str, str | None] | None = None,

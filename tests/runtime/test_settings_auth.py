@@ -1,4 +1,4 @@
-"""Staff authentication (boba_runtime.auth): Basic (any user), Bearer, session cookies."""
+"""Staff authentication (boba_runtime.config.auth): Basic (any user), Bearer, session cookies."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from boba_runtime.auth import (
+from boba_runtime.config.auth import (
     make_session_cookie,
     password_from_header,
     staff_authorized,

@@ -14,7 +14,8 @@ import pytest
 import trio
 
 from boba_proto.model import Drink, Order, OrderDraft
-from boba_runtime.sms import (
+from boba_runtime.store.order_store import OrderStore, parse_time
+from boba_runtime.store.sms import (
     LogSender,
     RetryLater,
     RetryPolicy,
@@ -24,7 +25,6 @@ from boba_runtime.sms import (
     make_sender,
     run_sms_worker,
 )
-from boba_runtime.store import OrderStore, parse_time
 from tests.fakes.twilio_rest import CloseOnAccept, Drop, Fail, FakeTwilioRest, Stall
 
 FROM = "+15005550006"
@@ -317,7 +317,7 @@ async def test_two_workers_on_one_file_send_each_message_once(
 async def test_worker_wakes_on_commit_and_on_done(
     store: OrderStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="boba_runtime.sms")
+    caplog.set_level(logging.INFO, logger="boba_runtime.store.sms")
     results: list[tuple[str, str]] = []
     async with trio.open_nursery() as nursery:
         # a poll interval of a minute: only the store's wake-up can make this fast
@@ -499,7 +499,7 @@ async def test_worker_rides_out_a_locked_database(
 ) -> None:
     import sqlite3
 
-    from boba_runtime.store import sqlite_path_from_url
+    from boba_runtime.store.order_store import sqlite_path_from_url
 
     async with await OrderStore.open(db_url, busy_timeout=0.1) as store:
         order = await store.commit_order(DRAFT)

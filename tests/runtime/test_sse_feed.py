@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from boba_runtime.events import EventFeed, SubscriptionState, sse_frames
+from boba_runtime.store.feed import EventFeed, SubscriptionState, sse_frames
 
 
 class Event(msgspec.Struct, frozen=True):

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from boba_proto.model import Drink, OrderDraft, OrderStatus
-from boba_runtime.store import (
+from boba_runtime.store.order_store import (
     OrderConflict,
     OrderNotFound,
     OrderNumbersExhausted,
@@ -442,7 +442,7 @@ async def test_stale_sending_becomes_unknown(store: OrderStore, clock: FakeClock
 async def test_failed_commit_leaves_neither_order_nor_outbox_row(
     store: OrderStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from boba_runtime import store as store_module
+    from boba_runtime.store import order_store as store_module
 
     database_error = store._db.conn.unavailable_errors[0]
 

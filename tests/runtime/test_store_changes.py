@@ -12,9 +12,9 @@ import pytest
 import trio
 
 from boba_proto.model import Drink, OrderDraft, OrderStatus
-from boba_runtime.events import EventFeed
-from boba_runtime.sms import LogSender, SmsWorker
-from boba_runtime.store import ACTIVE_SQL, OrderConflict, OrderStore
+from boba_runtime.store.feed import EventFeed
+from boba_runtime.store.order_store import ACTIVE_SQL, OrderConflict, OrderStore
+from boba_runtime.store.sms import LogSender, SmsWorker
 
 DRAFT = OrderDraft(
     phone="+14155551234",

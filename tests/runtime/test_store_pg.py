@@ -45,7 +45,7 @@ from tests.runtime.test_store import (  # noqa: F401
 
 psycopg = pytest.importorskip("psycopg")
 
-from boba_runtime.store import OrderStore, StoreUnavailable  # noqa: E402
+from boba_runtime.store.order_store import OrderStore, StoreUnavailable  # noqa: E402
 
 
 def _pg_bin(name: str) -> str | None:
@@ -197,7 +197,7 @@ def _draft() -> object:
 
 
 async def test_two_instances_send_each_sms_once(db_url: str) -> None:
-    from boba_runtime.sms import Sent, run_sms_worker
+    from boba_runtime.store.sms import Sent, run_sms_worker
 
     sent: list[str] = []
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from boba_runtime.auth import SESSION_COOKIE, make_session_cookie
+from boba_runtime.config.auth import SESSION_COOKIE, make_session_cookie
 from tests.helpers.orders import place_order
 from tests.helpers.server import STAFF_PASSWORD, RunningServer, running_server
 

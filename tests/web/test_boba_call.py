@@ -13,8 +13,9 @@ import httpx
 import pytest
 import trio
 
-from boba_runtime import phone_cli, replay
-from boba_runtime.phone_cli import CallFailed, run_phone_call
+from boba_runtime.cli import phone as phone_cli
+from boba_runtime.cli import replay
+from boba_runtime.cli.phone import CallFailed, run_phone_call
 from tests.helpers.server import RunningServer, running_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "calls"

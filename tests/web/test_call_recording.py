@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from boba_runtime.replay import main as replay_main
+from boba_runtime.cli.replay import main as replay_main
 from tests.fakes.fake_agent import FakeAgentSession
 from tests.fakes.twilio_client import make_call_sid
 from tests.web.test_call_loopback import drink, order_script, shop_line

@@ -30,9 +30,9 @@ import trio
 import trio_websocket
 
 from boba_proto.model import Order
-from boba_runtime.events import DEFAULT_PING_INTERVAL
-from boba_runtime.serve import run_shop
-from boba_runtime.store import OrderStore
+from boba_runtime.cli.serve import run_shop
+from boba_runtime.store.feed import DEFAULT_PING_INTERVAL
+from boba_runtime.store.order_store import OrderStore
 from tests.fakes.twilio_client import (
     form,
     make_call_sid,
@@ -489,7 +489,7 @@ def test_ping_interval_leaves_a_margin_under_15_seconds() -> None:
 def test_public_url_scheme_in_any_case_still_means_https() -> None:
     # "HTTPS://…" was kept as given, so the session cookie lost `Secure` behind a TLS proxy
     # (the pages test `public_url.startswith("https://")`).
-    from boba_runtime.settings import load_settings
+    from boba_runtime.config.settings import load_settings
 
     settings = load_settings({}, {"BOBA_PUBLIC_URL": "HTTPS://Boba.Example.com/",
                                   "BOBA_DATA_DIR": "/nonexistent-audit"}, None)

@@ -13,7 +13,7 @@ import trio_websocket
 
 from boba_proto import agent
 from boba_proto.menu import build_prompt, function_specs
-from boba_runtime.local_agent.server import in_process_connector
+from boba_runtime.agent.server import in_process_connector
 from boba_web.app import agent_connector
 from boba_web.local_agent_route import from_this_host
 from tests.fakes.twilio_client import dial, make_call_sid

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from boba_runtime.auth import SESSION_COOKIE, verify_session_cookie
+from boba_runtime.config.auth import SESSION_COOKIE, verify_session_cookie
 from boba_web.app import create_app
 from boba_web.pages import LoginLimiter, make_pages_blueprint
 from tests.browser.shop import STAFF_PASSWORD, make_draft, shop_services

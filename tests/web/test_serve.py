@@ -150,7 +150,7 @@ def test_port_in_use_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_workers_share_the_port_the_store_and_the_event_ids(tmp_path: Path) -> None:
     import trio
 
-    from boba_runtime.store import OrderStore
+    from boba_runtime.store.order_store import OrderStore
     from tests.helpers.orders import draft
 
     with boba_serve(tmp_path, "--port", "0", "--workers", "2") as shop:

@@ -135,7 +135,7 @@ async def test_bad_last_event_id_is_a_json_400(boba_server: RunningServer) -> No
 
 
 async def test_a_client_that_leaves_is_forgotten(boba_server: RunningServer) -> None:
-    feed = boba_server.services.events
+    feed = boba_server.services.feed
     async with event_stream(boba_server.base_url) as frames:
         await place_order(boba_server.services)
         await next_event(frames)
@@ -170,7 +170,7 @@ async def test_a_slow_client_is_dropped_while_a_fast_one_keeps_receiving(
             await slow.send(b"GET /orders/events HTTP/1.1\r\nHost: test\r\n\r\n")
             async with event_stream(server.base_url) as fast:
                 with trio.fail_after(TIMEOUT):
-                    while services.events.subscriber_count < 2:
+                    while services.feed.subscriber_count < 2:
                         await trio.sleep(0.01)
                 received: list[int] = []
 
@@ -182,12 +182,12 @@ async def test_a_slow_client_is_dropped_while_a_fast_one_keeps_receiving(
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(read_fast)
                     with trio.fail_after(30):
-                        while services.events.dropped_total == 0:
+                        while services.feed.dropped_total == 0:
                             order = await place_order(services)
                             await services.store.cancel(order.order_number)
-                            services.events.notify()
+                            services.feed.notify()
                             await trio.sleep(0.005)
-                    assert services.events.subscriber_count == 1  # the fast one stays
+                    assert services.feed.subscriber_count == 1  # the fast one stays
                     last = await place_order(services)
                     expected = [e.id for e in await services.store.events_after(0)]
                     with trio.fail_after(TIMEOUT):
@@ -212,10 +212,10 @@ async def test_a_stalled_client_does_not_block_shutdown(tmp_path: Path) -> None:
             await slow.connect((host, int(port)))
             await slow.send(b"GET /orders/events HTTP/1.1\r\nHost: test\r\n\r\n")
             with trio.fail_after(30):
-                while services.events.dropped_total == 0:  # its socket is full now
+                while services.feed.dropped_total == 0:  # its socket is full now
                     order = await place_order(services)
                     await services.store.cancel(order.order_number)
-                    services.events.notify()
+                    services.feed.notify()
                     await trio.sleep(0.005)
             stopping_since = trio.current_time()
         # the block exit waited for the shutdown; the client never read or closed

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from boba_runtime.calls import CallOutcome, call_token
+from boba_runtime.call.registry import CallOutcome, call_token
 from boba_web.twilio_routes import APOLOGY, BUSY, CONNECTING
 from tests.fakes.twilio_client import form, make_call_sid, parse_twiml, post_webhook, sign
 from tests.helpers.server import running_server

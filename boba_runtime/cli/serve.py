@@ -38,13 +38,13 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from boba_proto.menu import Menu
-from boba_runtime.events import DEFAULT_PING_INTERVAL
-from boba_runtime.hypercorn_guard import guard_connections
-from boba_runtime.secrets import Secrets, load_secrets
+from boba_runtime.cli.hypercorn_guard import guard_connections
+from boba_runtime.config.secrets import Secrets, load_secrets
+from boba_runtime.config.settings import Settings, SettingsError, load_settings
 from boba_runtime.services import Services, load_menu, open_services
-from boba_runtime.settings import Settings, SettingsError, load_settings
-from boba_runtime.sms import make_sender, run_sms_worker
-from boba_runtime.store import run_ready_expiry
+from boba_runtime.store.feed import DEFAULT_PING_INTERVAL
+from boba_runtime.store.order_store import run_ready_expiry
+from boba_runtime.store.sms import make_sender, run_sms_worker
 
 log = logging.getLogger("boba.serve")
 
@@ -165,7 +165,7 @@ async def run_shop(
                 await shutdown.wait()
                 log.info("shutting down: no new connections; %g s for calls to finish",
                          grace_period)
-                services.events.end_streams()  # live streams would hold the grace period
+                services.feed.end_streams()  # live streams would hold the grace period
 
             async with trio.open_nursery() as nursery:
 
@@ -224,7 +224,7 @@ async def _watch_signals(
 
 
 async def _check_think_model(settings: Settings) -> None:
-    from boba_runtime.agent_link import ThinkModelUnavailable, check_think_model
+    from boba_runtime.call.agent_link import ThinkModelUnavailable, check_think_model
 
     try:
         warning = await check_think_model(

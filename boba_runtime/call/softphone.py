@@ -15,7 +15,7 @@ import trio
 
 from boba_proto.call import Action
 from boba_proto.phone import observation_frame
-from boba_runtime.call_runner import CLOSE_NORMAL, CLOSE_TIMEOUT_S, PhoneClosed, PhoneSide
+from boba_runtime.call.runner import CLOSE_NORMAL, CLOSE_TIMEOUT_S, PhoneClosed, PhoneSide
 
 __all__ = ["OBSERVATION_BUFFER", "SoftPhone"]
 

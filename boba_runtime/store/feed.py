@@ -20,7 +20,7 @@ from typing import Protocol
 
 import trio
 
-log = logging.getLogger("boba.events")
+log = logging.getLogger("boba.feed")
 
 DEFAULT_POLL_INTERVAL = 0.15  # seconds between looks at the table when nobody notifies
 DEFAULT_CLIENT_BUFFER = 256  # events a client may fall behind before it is dropped

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import trio
 import trio_websocket
 
-from boba_runtime.settings import DEEPGRAM_AGENT_URL as DEEPGRAM_AGENT_URL
+from boba_runtime.config.settings import DEEPGRAM_AGENT_URL as DEEPGRAM_AGENT_URL
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ awaiting. A hang-up is a cancellation of the call nursery; cleanup lives in `fin
 `run_call` is transport-agnostic: the *phone side* is anything with `receive()`, `send()`
 and `close()` (the Twilio WebSocket in `boba_web.twilio_routes`, the staff softphone and
 `boba call` over `/phone/ws`), and the *agent side* is any `AgentConnector`
-(`boba_runtime.agent_link`: Deepgram, the fake agent of the tests, or the local agent).
+(`boba_runtime.call.agent_link`: Deepgram, the fake agent of the tests, or the local agent).
 """
 
 from __future__ import annotations
@@ -60,11 +60,16 @@ from boba_proto.call import (
 )
 from boba_proto.errors import InvalidAgentSetting, RemoteProtocolError
 from boba_proto.menu import Menu, build_prompt, function_specs
-from boba_runtime.agent_link import AgentClosed, AgentConnection, AgentConnector, AgentUnreachable
-from boba_runtime.calls import CallOutcome, CallRegistry, CallsFull
+from boba_runtime.call.agent_link import (
+    AgentClosed,
+    AgentConnection,
+    AgentConnector,
+    AgentUnreachable,
+)
+from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
+from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
-from boba_runtime.settings import Settings, SettingsError
-from boba_runtime.store import StoreError
+from boba_runtime.store.order_store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +122,7 @@ class OrderStoreLike(Protocol):
 
 
 class CallRecorderLike(Protocol):
-    """Receives every input and output of the core (see `boba_runtime.recorder`)."""
+    """Receives every input and output of the core (see `boba_runtime.call.recorder`)."""
 
     def record_input(self, t: float, event: CallEvent) -> None: ...
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from boba_runtime.store import OrderStore, OutboxMessage, StoreError, parse_time
+from boba_runtime.store.order_store import OrderStore, OutboxMessage, StoreError, parse_time
 
 log = logging.getLogger(__name__)
 

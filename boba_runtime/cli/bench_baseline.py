@@ -11,7 +11,7 @@ silence at `AgentAudioDone`), and a `mark` after each utterance.
 What our server costs above this floor is what the core, the DSP and the bookkeeping
 cost; the ratio survives a noisy machine better than absolute figures do.
 
-    python -m boba_runtime.bench_baseline --agent-url ws://127.0.0.1:PORT/v1/agent/converse
+    python -m boba_runtime.cli.bench_baseline --agent-url ws://127.0.0.1:PORT/v1/agent/converse
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ async def _main(host: str, port: int, agent_url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m boba_runtime.bench_baseline")
+    parser = argparse.ArgumentParser(prog="python -m boba_runtime.cli.bench_baseline")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--agent-url", required=True)

@@ -35,7 +35,7 @@ from boba_proto import agent, audio
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
 from boba_proto.local_agent.dialogue import LocalDialogue, Say, Step
 from boba_proto.menu import FUNCTIONS, Menu
-from boba_runtime.agent_link import AgentClosed
+from boba_runtime.call.agent_link import AgentClosed
 
 __all__ = [
     "InProcessAgentConnection",

@@ -68,8 +68,8 @@ import trio
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from boba_proto import twilio as tw
-from boba_runtime.bench_baseline import BANNER as BASELINE_BANNER
-from boba_runtime.bench_driver import (
+from boba_runtime.cli.bench_baseline import BANNER as BASELINE_BANNER
+from boba_runtime.cli.bench_driver import (
     LeanWebSocket,
     WsClosed,
     WsHandshakeError,
@@ -259,7 +259,7 @@ async def run_server(
     log_path = workdir / "serve.log"
     with out_path.open("wb") as out, log_path.open("wb") as err:
         command = (
-            ["-m", "boba_runtime.bench_baseline", "--agent-url", agent_url] if baseline
+            ["-m", "boba_runtime.cli.bench_baseline", "--agent-url", agent_url] if baseline
             else ["-m", "boba_runtime.cli", "serve"]
         )
         process = subprocess.Popen(

@@ -41,8 +41,8 @@ import trio_websocket
 from boba_proto import phone
 from boba_proto import twilio as tw
 from boba_proto.errors import RemoteProtocolError
-from boba_runtime.agent_link import sole_exception
-from boba_runtime.settings import SettingsError, default_public_url, read_dotenv
+from boba_runtime.call.agent_link import sole_exception
+from boba_runtime.config.settings import SettingsError, default_public_url, read_dotenv
 
 __all__ = ["main"]
 

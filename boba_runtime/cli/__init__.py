@@ -1,4 +1,10 @@
-"""The `boba` console script: one subcommand per module, imported only when used.
+"""The commands: `boba serve`'s process supervisor (`serve`, with its Hypercorn patch
+`hypercorn_guard`), `boba replay` (`replay`), `boba call` (`phone`), `boba bench`
+(`bench`, `bench_driver`), and here the `boba` console script that dispatches to them,
+one subcommand per module, imported only when used.
+
+May import anything in the runtime; nothing in the runtime imports this (the web
+layer's composition root does: it hands `serve.main` its app factory).
 
 The runtime's own commands are listed here. `boba serve` needs the web app, which the
 runtime must not import (DESIGN §1), so it is provided by the composition root and found
@@ -19,9 +25,9 @@ COMMAND_GROUP: Final = "boba.commands"
 """Entry points of this group are `boba` subcommands: `main(argv) -> exit code`."""
 
 SUBCOMMANDS: Final = {
-    "replay": ("boba_runtime.replay", "Replay recorded calls through the core."),
-    "call": ("boba_runtime.phone_cli", "Place a call from the terminal."),
-    "bench": ("boba_runtime.bench", "The load benchmark."),
+    "replay": ("boba_runtime.cli.replay", "Replay recorded calls through the core."),
+    "call": ("boba_runtime.cli.phone", "Place a call from the terminal."),
+    "bench": ("boba_runtime.cli.bench", "The load benchmark."),
 }
 PLUGGED_HELP: Final = {"serve": "Run the shop: web, calls, SMS and the store."}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from boba_runtime.settings import Settings, SettingsError
+from boba_runtime.config.settings import Settings, SettingsError
 
 STAFF_PASSWORD_FILE = "staff-password"
 SECRET_KEY_FILE = "secret-key"

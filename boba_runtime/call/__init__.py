@@ -1,0 +1,9 @@
+"""One call's life: `run_call` around the core's `CallSession` (`runner`), the per-process
+call registry (slots, stream tokens, outcomes: `registry`), the link to the agent
+(`agent_link`), the softphone's phone side (`softphone`) and the session recorder
+(`recorder`).
+
+May import: `boba_proto`, `boba_runtime.config`, `boba_runtime.store` (for its errors:
+a call's effects go through the `OrderStoreLike` it is handed) and
+`boba_runtime.metrics`. Never `cli`, `services` or the web layer.
+"""
