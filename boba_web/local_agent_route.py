@@ -17,6 +17,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from boba_runtime.agent.server import serve_local_agent
+from boba_runtime.services import Services
 from boba_web.compat import ClientDisconnectedError, current_websocket
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def from_this_host(scope: dict[str, Any], headers: Any) -> bool:
     return loopback and not any(headers.get(name) for name in FORWARDING_HEADERS)
 
 
-def register_local_agent_route(app: QuartTrio, services: Any) -> None:
+def register_local_agent_route(app: QuartTrio, services: Services) -> None:
     menu = services.menu
 
     @app.websocket(PATH)

@@ -39,7 +39,7 @@ class PagesServices(StaffSecrets, Protocol):
     def store(self) -> OrderStore: ...
 
     @property
-    def metrics(self) -> Any: ...  # boba_runtime.metrics.Metrics
+    def metrics(self) -> Metrics: ...
 
 
 class LoginLimiter:
