@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-TARGETS = ("twilio", "agent", "dispatcher")
+TARGETS = ("twilio", "agent", "phone", "dispatcher")
 ROOT = Path(__file__).resolve().parent.parent
 _SEED_FILES = {
     "twilio": ["tests/protocol/data/twilio-2020-inbound.jsonl"],
@@ -36,7 +36,7 @@ def _seeds(target: str) -> list[bytes]:
         path = ROOT / name
         if path.exists():
             seeds += [line.encode() for line in path.read_text().splitlines() if line.strip()]
-    golden_type = {"twilio": "twilio", "agent": "agent"}.get(target)
+    golden_type = {"twilio": "twilio", "agent": "agent", "phone": "twilio"}.get(target)
     if golden_type is not None:
         for path in sorted((ROOT / "tests" / "golden").glob("*.jsonl")):
             for line in path.read_text().splitlines()[1:]:
@@ -44,6 +44,11 @@ def _seeds(target: str) -> list[bytes]:
                 given = record.get("in") or {}
                 if given.get("type") == golden_type and "frame" in given:
                     seeds.append(json.dumps(given["frame"]).encode())
+    if target == "phone":  # the page's own extension, and what the server sends it
+        seeds += [b'{"event": "text", "text": "a taro milk tea with boba"}',
+                  b'{"event": "transcript", "role": "assistant", "content": "Anything else?"}',
+                  b'{"event": "function", "name": "add_to_cart", "arguments": "{}",'
+                  b' "result": "{\\"ok\\": true}"}']
     if target == "dispatcher":
         seeds += [bytes(range(n, n + 64)) for n in range(0, 192, 16)]
     # Media frames dominate the captures: keep one seed per shape (payloads and counters
@@ -68,6 +73,7 @@ def _run_one(target: str, seconds: int, corpus: Path, artifacts: Path) -> None:
     chosen = {
         "twilio": targets.twilio_frame,
         "agent": targets.agent_frame,
+        "phone": targets.phone_frame,
         "dispatcher": targets.dispatcher(menu),
     }[target]
     args = [sys.argv[0], f"-max_total_time={seconds}", "-print_final_stats=1",

@@ -6,6 +6,9 @@ agent can't read) is a crash the fuzzer reports with the input that caused it.
 
 - `twilio`: `boba_proto.twilio.decode` — Twilio Media Streams frames (the caller's side).
 - `agent`: `boba_proto.agent.decode` — Deepgram Voice Agent frames.
+- `phone`: `boba_proto.phone.decode_from_phone` — frames from the `/phone` softphone page
+  (the Twilio message set plus the `text` extension), and `decode_to_phone`, what `boba
+  call` reads from the server.
 - `dispatcher`: `boba_proto.tools.dispatch` — sequences of agent function calls with
   arbitrary names and arguments against one call's evolving state, effects answered.
 
@@ -19,7 +22,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from boba_proto import agent, tools, twilio
+from boba_proto import agent, phone, tools, twilio
 from boba_proto.errors import RemoteProtocolError
 from boba_proto.menu import FUNCTIONS, Menu
 from boba_proto.model import (
@@ -46,6 +49,14 @@ def agent_frame(data: bytes) -> None:
     """An agent frame decodes to a message or raises RemoteProtocolError, nothing else."""
     with contextlib.suppress(RemoteProtocolError):
         agent.decode(data)
+
+
+def phone_frame(data: bytes) -> None:
+    """A softphone frame (either direction) decodes or raises RemoteProtocolError."""
+    with contextlib.suppress(RemoteProtocolError):
+        phone.decode_from_phone(data, call_sid="CA" + "0" * 32)
+    with contextlib.suppress(RemoteProtocolError):
+        phone.decode_to_phone(data)
 
 
 _FUNCTION_NAMES = [fn.name for fn in FUNCTIONS]
