@@ -70,6 +70,7 @@ from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
 from boba_runtime.store.order_store import StoreError
+from boba_runtime.logs import call_log_scope, name_current_call
 
 log = logging.getLogger(__name__)
 
@@ -500,6 +501,7 @@ class _Call:
         """Token and capacity checks, before any agent connection is opened."""
         call_sid = start.start.call_sid
         self.report.call_sid = call_sid
+        name_current_call(call_sid)  # every log line of this call's tasks carries it now
         if self.authorize is not None:
             why = self.authorize(start)
             if why is not None:
@@ -613,6 +615,18 @@ async def run_call(
     when the call ends (that is what makes Twilio fetch `/voice/after`), the agent socket
     within 2 s.
     """
+    with call_log_scope():
+        return await _run_call(phone, deps, connect_agent, authorize, observe, decode_phone)
+
+
+async def _run_call(
+    phone: PhoneSide,
+    deps: CallDeps,
+    connect_agent: AgentConnector,
+    authorize: Authorize | None,
+    observe: Observe | None,
+    decode_phone: DecodePhone,
+) -> CallReport:
     call = _Call(phone, deps, connect_agent, authorize, observe, decode_phone)
     try:
         async with trio.open_nursery() as link_nursery:

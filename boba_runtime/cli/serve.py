@@ -41,6 +41,7 @@ from boba_proto.menu import Menu
 from boba_runtime.cli.hypercorn_guard import guard_connections
 from boba_runtime.config.secrets import Secrets, load_secrets
 from boba_runtime.config.settings import Settings, SettingsError, load_settings
+from boba_runtime.logs import configure_logging
 from boba_runtime.services import Services, load_menu, open_services
 from boba_runtime.store.feed import DEFAULT_PING_INTERVAL
 from boba_runtime.store.order_store import run_ready_expiry
@@ -389,6 +390,7 @@ def main(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(flags, os.environ if environ is None else environ, ".env")
+        configure_logging(settings.log_format, settings.log_level)
         menu = load_menu(settings)  # checks without side effects first, then files
         secrets = load_secrets(settings)
         if settings.record_dir is not None:

@@ -67,6 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_message_bytes: int = 65536
     ready_expiry_minutes: float = 30.0
     workers: int = 1
+    trusted_proxies: tuple[str, ...] = ()  # networks (CIDR text) whose X-Forwarded-For counts
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "info"
     public_url_is_default: bool = True  # False when BOBA_PUBLIC_URL was given
 
     def __repr__(self) -> str:
@@ -147,6 +150,9 @@ VARIABLES: dict[str, str] = {
     "BOBA_MAX_MESSAGE_BYTES": "max_message_bytes",
     "BOBA_READY_EXPIRY_MINUTES": "ready_expiry_minutes",
     "BOBA_WORKERS": "workers",
+    "BOBA_TRUSTED_PROXIES": "trusted_proxies",
+    "BOBA_LOG_FORMAT": "log_format",
+    "BOBA_LOG_LEVEL": "log_level",
 }
 
 TRUE_WORDS = frozenset({"true", "1", "yes"})
@@ -295,6 +301,31 @@ def _database(text: str) -> str:
     )
 
 
+def _trusted_proxies(text: str) -> tuple[str, ...]:
+    """`10.0.0.1, 192.168.0.0/24, ::1` → normalised network texts; a bad entry is named."""
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip("[]"), strict=False)))
+        except ValueError:
+            raise SettingsError(
+                "BOBA_TRUSTED_PROXIES", f"{entry!r} is not an IP address or CIDR network"
+            ) from None
+    return tuple(networks)
+
+
+def _log_level(text: str) -> str:
+    from boba_runtime.logs import parse_level
+
+    if parse_level(text) is None:
+        raise SettingsError(
+            "BOBA_LOG_LEVEL", f"expected debug, info, warning, error or critical, got {text!r}"
+        )
+    return text.strip().lower()
+
+
 def _take(raw: Mapping[str, str], variable: str, parse: Callable[[str], T], default: T) -> T:
     text = raw.get(variable)
     return default if text is None else parse(text)
@@ -361,6 +392,9 @@ def _derive(raw: Mapping[str, str]) -> Settings:
     menu = raw.get("BOBA_MENU")
     if menu is not None:
         _readable_file("BOBA_MENU", menu)
+    log_format: str = _take(
+        raw, "BOBA_LOG_FORMAT", lambda t: _choice("BOBA_LOG_FORMAT", t, ("text", "json")), "text"
+    )
 
     return Settings(
         host=host,
@@ -413,5 +447,8 @@ def _derive(raw: Mapping[str, str]) -> Settings:
         workers=_take(
             raw, "BOBA_WORKERS", lambda t: _integer("BOBA_WORKERS", t, low=1), base.workers
         ),
+        trusted_proxies=_take(raw, "BOBA_TRUSTED_PROXIES", _trusted_proxies, ()),
+        log_format="json" if log_format == "json" else "text",
+        log_level=_take(raw, "BOBA_LOG_LEVEL", _log_level, base.log_level),
         public_url_is_default=explicit_public is None,
     )

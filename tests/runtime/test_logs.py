@@ -1,0 +1,172 @@
+"""BOBA_LOG_FORMAT / BOBA_LOG_LEVEL, the call_sid tag and phone-number masking (issue 16.4)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from boba_runtime.logs import (
+    call_log_scope,
+    configure_logging,
+    mask_phone_numbers,
+    name_current_call,
+)
+from boba_runtime.settings import SettingsError, load_settings
+
+CALL_SID = "CA" + "ab12" * 8
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[io.StringIO, list[logging.Handler]]]:
+    """Our handler on the root logger, writing into a StringIO; the old handlers restored."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    stream = io.StringIO()
+    installed: list[logging.Handler] = []
+    yield stream, installed
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved_handlers:
+        root.addHandler(handler)
+    root.setLevel(saved_level)
+
+
+def lines_of(stream: io.StringIO) -> list[str]:
+    return [line for line in stream.getvalue().splitlines() if line]
+
+
+def test_json_lines_have_time_level_logger_message(captured) -> None:
+    stream, _ = captured
+    configure_logging("json", "info", stream)
+    logging.getLogger("boba.test").info("hello %s", "there")
+    logging.getLogger("boba.test").debug("not shown at info")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("boba.test").exception("it failed")
+    lines = lines_of(stream)
+    assert len(lines) == 2  # one object per line, the traceback inside the second
+    first, second = (json.loads(line) for line in lines)
+    assert set(first) == {"time", "level", "logger", "message"}
+    assert first["level"] == "info" and first["logger"] == "boba.test"
+    assert first["message"] == "hello there"
+    assert first["time"].endswith("Z") and first["time"][10] == "T"
+    assert "call_sid" not in first  # not about a call
+    assert second["level"] == "error" and "RuntimeError: boom" in second["exception"]
+
+
+def test_text_lines_and_the_level_setting(captured) -> None:
+    stream, _ = captured
+    configure_logging("text", "warning", stream)
+    log = logging.getLogger("boba.test")
+    log.info("quiet")
+    log.warning("loud")
+    with call_log_scope(CALL_SID):
+        log.error("about the call")
+    lines = lines_of(stream)
+    assert len(lines) == 2
+    assert lines[0].endswith(" WARNING boba.test: loud")
+    assert lines[1].endswith(f" ERROR boba.test [{CALL_SID}]: about the call")
+
+
+async def test_call_sid_reaches_every_task_of_the_call_tree(captured) -> None:
+    """Set once where the call starts; tasks spawned before and after the sid is known,
+    and their children, all carry it; a task outside the call does not."""
+    stream, _ = captured
+    configure_logging("json", "debug", stream)
+    log = logging.getLogger("boba.calltree")
+    named = trio.Event()
+
+    async def early_task() -> None:  # spawned before the sid was known
+        await named.wait()
+        log.info("early task")
+
+    async def late_child() -> None:
+        log.info("grandchild")
+
+    async def late_task() -> None:
+        log.info("late task")
+        async with trio.open_nursery() as inner:
+            inner.start_soon(late_child)
+
+    async def a_call() -> None:
+        with call_log_scope():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(early_task)
+                log.info("before start")  # no sid yet
+                name_current_call(CALL_SID)
+                named.set()
+                nursery.start_soon(late_task)
+                log.info("after start")
+
+    async def elsewhere() -> None:
+        await named.wait()
+        log.info("another request")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(elsewhere)
+        nursery.start_soon(a_call)
+    entries = {e["message"]: e for e in map(json.loads, lines_of(stream))}
+    for message in ("early task", "late task", "grandchild", "after start"):
+        assert entries[message].get("call_sid") == CALL_SID, message
+    assert "call_sid" not in entries["before start"]
+    assert "call_sid" not in entries["another request"]
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("sms to +14155551234 sent", "sms to +*******1234 sent"),
+    ("caller (415) 555-1234 said", "caller (***) ***-1234 said"),
+    ("caller 415-555-1234.", "caller ***-***-1234."),
+    ("uk +447700900123", "uk +********0123"),
+])
+def test_phone_numbers_are_masked_to_the_last_four_digits(text: str, masked: str) -> None:
+    assert mask_phone_numbers(text) == masked
+
+
+@pytest.mark.parametrize("text", [
+    f"call {CALL_SID} ended",
+    "order 4782 committed",
+    "listening on 127.0.0.1:8000",
+    "took 1234567 us",
+    "2026-12-02T16:20:01Z",
+])
+def test_things_that_are_not_phone_numbers_are_left_alone(text: str) -> None:
+    assert mask_phone_numbers(text) == text
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_masked_above_debug_kept_at_debug(captured, log_format: str) -> None:
+    stream, _ = captured
+    configure_logging(log_format, "debug", stream)  # type: ignore[arg-type]
+    log = logging.getLogger("boba.sms")
+    log.debug("debug: texting %s", "+14155551234")
+    log.info("info: texting %s", "+14155551234")
+    log.warning("warning: texting +14155551234")
+    try:
+        raise ValueError("bad number +14155551234")
+    except ValueError:
+        log.exception("error: texting failed")
+    text = stream.getvalue()
+    assert "debug: texting +14155551234" in text
+    for level in ("info", "warning"):
+        assert f"{level}: texting +*******1234" in text
+    assert text.count("+14155551234") == 1  # only the DEBUG line, not even the traceback
+    assert "bad number +*******1234" in text
+
+
+def test_log_settings_are_checked_at_start() -> None:
+    settings = load_settings({}, {"BOBA_LOG_FORMAT": "JSON", "BOBA_LOG_LEVEL": "Warning"}, None)
+    assert settings.log_format == "json" and settings.log_level == "warning"
+    defaults = load_settings({}, {}, None)
+    assert defaults.log_format == "text" and defaults.log_level == "info"
+    with pytest.raises(SettingsError) as bad_format:
+        load_settings({}, {"BOBA_LOG_FORMAT": "xml"}, None)
+    assert bad_format.value.variable == "BOBA_LOG_FORMAT"
+    with pytest.raises(SettingsError) as bad_level:
+        load_settings({}, {"BOBA_LOG_LEVEL": "loud"}, None)
+    assert bad_level.value.variable == "BOBA_LOG_LEVEL"
