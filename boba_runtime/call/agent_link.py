@@ -298,12 +298,23 @@ async def check_think_model(
             f"Deepgram's think-model list did not answer within {timeout:g} s; "
             "not checking BOBA_THINK_MODEL"
         )
+    problem = think_model_problem(models, provider=provider, model=model)
+    if problem is not None:
+        raise ThinkModelUnavailable(problem)
+    return None
+
+
+def think_model_problem(
+    models: list[dict[str, object]], *, provider: str, model: str
+) -> str | None:
+    """None when the list offers `model` for `provider`, else the sentence saying so
+    (it starts with the setting's name). Shared by `boba serve` and `boba check`."""
     offered = [(str(m.get("provider", "")), str(m["id"])) for m in models if m.get("id")]
     if any(mid == model and (not prov or prov == provider) for prov, mid in offered):
         return None
     same_provider = sorted(mid for prov, mid in offered if prov == provider)
     choices = ", ".join(same_provider) if same_provider else "none"
-    raise ThinkModelUnavailable(
+    return (
         f"BOBA_THINK_MODEL: Deepgram does not offer {model!r} for provider {provider!r} "
         f"(offered for {provider}: {choices})"
     )

@@ -28,6 +28,8 @@ SUBCOMMANDS: Final = {
     "replay": ("boba_runtime.cli.replay", "Replay recorded calls through the core."),
     "call": ("boba_runtime.cli.phone", "Place a call from the terminal."),
     "bench": ("boba_runtime.cli.bench", "The load benchmark."),
+    "check": ("boba_runtime.check", "Check the settings and everything they point at."),
+    "backup": ("boba_runtime.backup", "A consistent copy of the order store while it serves."),
 }
 PLUGGED_HELP: Final = {"serve": "Run the shop: web, calls, SMS and the store."}
 

@@ -11,8 +11,12 @@ processes alike (point `TWILIO_API_BASE_URL` at `fake.base_url`).
 
 Routes: `POST /2010-04-01/Accounts/{sid}/Messages.json` (form To, From, Body; Basic auth
 account sid / auth token) answers 201 with `sid`, `status`, `to`, `from`, `body`;
-`POST /2010-04-01/Accounts/{sid}/Calls/{CA}.json` answers 200 with the call. Every request
-is recorded, including failed, dropped and unauthorised ones. Unscripted requests succeed.
+`POST /2010-04-01/Accounts/{sid}/Calls/{CA}.json` answers 200 with the call;
+`GET /2010-04-01/Accounts/{sid}.json` answers the account (`account_status` sets its
+status) and `GET /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json[?PhoneNumber=…]`
+pages through `add_number(...)`'s numbers, both in Twilio's JSON shapes (`boba check`).
+Every request is recorded, including failed, dropped and unauthorised ones. Unscripted
+requests succeed.
 `stop_listening()` / `start_listening()` close and reopen the port (connection refused).
 
 Run standalone for manual tests: `python -m tests.fakes.twilio_rest [--port N]`.
@@ -39,6 +43,10 @@ DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
 
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
 CALL_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json$")
+ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)\.json$")
+NUMBERS_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers\.json$"
+)
 
 
 # --- scripted behaviours -----------------------------------------------------------------
@@ -90,6 +98,56 @@ class RecordedRequest:
     behaviour: str  # what the fake did: succeed, fail:<status>, drop, stall, unauthorised, ...
     created_sid: str | None  # the SM/CA sid when the fake created or updated the resource
     received_at: float = field(default_factory=time.monotonic)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IncomingNumber:
+    """One of the account's phone numbers, as the console configures it."""
+
+    phone_number: str
+    voice_url: str = ""
+    voice_method: str = "POST"
+    voice_application_sid: str = ""
+    sms: bool = True
+    voice: bool = True
+    sid: str = field(default_factory=lambda: "PN" + secrets.token_hex(16))
+
+    def to_json(self, account_sid: str) -> dict[str, object]:
+        """The fields of Twilio's IncomingPhoneNumber resource (2010-04-01)."""
+        return {
+            "account_sid": account_sid,
+            "address_requirements": "none",
+            "api_version": "2010-04-01",
+            "beta": False,
+            "capabilities": {"voice": self.voice, "sms": self.sms, "mms": False, "fax": False},
+            "date_created": "Thu, 30 Jul 2015 23:19:04 +0000",
+            "date_updated": "Thu, 30 Jul 2015 23:19:04 +0000",
+            "friendly_name": self.phone_number,
+            "identity_sid": None,
+            "phone_number": self.phone_number,
+            "origin": "twilio",
+            "sid": self.sid,
+            "sms_application_sid": "",
+            "sms_fallback_method": "POST",
+            "sms_fallback_url": "",
+            "sms_method": "POST",
+            "sms_url": "",
+            "status_callback": "",
+            "status_callback_method": "POST",
+            "trunk_sid": None,
+            "uri": f"/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers/{self.sid}.json",
+            "voice_application_sid": self.voice_application_sid,
+            "voice_caller_id_lookup": False,
+            "voice_fallback_method": "POST",
+            "voice_fallback_url": None,
+            "voice_method": self.voice_method,
+            "voice_url": self.voice_url,
+            "emergency_status": "Inactive",
+            "emergency_address_sid": None,
+            "bundle_sid": None,
+            "status": "in-use",
+        }
 
 
 class FakeTwilioRest:
@@ -105,7 +163,11 @@ class FakeTwilioRest:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._lock = threading.Condition()
-        self._scripts: dict[str, deque[Behaviour]] = {"message": deque(), "call": deque()}
+        self._scripts: dict[str, deque[Behaviour]] = {
+            "message": deque(), "call": deque(), "account": deque(), "numbers": deque(),
+        }
+        self.account_status = "active"  # Twilio's account status: active, suspended, closed
+        self.numbers: list[IncomingNumber] = []
         self._requests: list[RecordedRequest] = []
         self._closing = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -165,6 +227,17 @@ class FakeTwilioRest:
     def script_calls(self, *behaviours: Behaviour) -> None:
         with self._lock:
             self._scripts["call"].extend(behaviours)
+
+    def script_reads(self, kind: str, *behaviours: Behaviour) -> None:
+        """Queue what the next `account` or `numbers` GETs get (Fail, Drop, Stall)."""
+        with self._lock:
+            self._scripts[kind].extend(behaviours)
+
+    def add_number(self, phone_number: str, **fields: Any) -> IncomingNumber:
+        number = IncomingNumber(phone_number, **fields)
+        with self._lock:
+            self.numbers.append(number)
+        return number
 
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -260,7 +333,57 @@ class _Handler(BaseHTTPRequestHandler):
         super().handle()
 
     def do_GET(self) -> None:
-        self._answer(404, {"code": 20404, "message": "not found in the fake", "status": 404})
+        fake = self.server.fake
+        path, _, raw_query = self.path.partition("?")
+        query = {key: values[-1] for key, values in parse_qs(raw_query).items()}
+        user, authorised = fake._check_auth(self.headers.get("Authorization"))
+        account_match = ACCOUNT_PATH.match(path)
+        numbers_match = NUMBERS_PATH.match(path)
+        kind = "account" if account_match else "numbers" if numbers_match else "other"
+
+        def record(behaviour: str) -> None:
+            fake._record(RecordedRequest(
+                "GET", path, kind, {}, user, authorised, behaviour, None, query=query
+            ))
+
+        match = account_match or numbers_match
+        if match is None:
+            record("not_found")
+            self._answer(404, {"code": 20404, "message": "not found in the fake", "status": 404})
+            return
+        if not authorised:
+            record("unauthorised")
+            self._answer(401, {
+                "code": 20003, "message": "Authenticate",
+                "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401,
+            })
+            return
+        if match["account"] != fake.account_sid:
+            record("not_found")
+            self._answer(404, {
+                "code": 20404, "message": f"The requested resource {path} was not found",
+                "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404,
+            })
+            return
+        behaviour = fake._next_behaviour(kind)
+        match behaviour:
+            case Fail(status=status, code=code, message=text):
+                record(f"fail:{status}")
+                self._answer(status, {"code": code, "message": text, "status": status})
+                return
+            case Drop():
+                record("drop")
+                self.close_connection = True
+                return
+            case Stall(seconds=seconds):
+                record("stall")
+                fake._closing.wait(seconds)
+            case _:
+                record("succeed")
+        if kind == "account":
+            self._answer(200, _account_json(fake.account_sid, fake.account_status))
+        else:
+            self._answer(200, _numbers_page(fake, path, query))
 
     def do_POST(self) -> None:
         fake = self.server.fake
@@ -344,6 +467,50 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:
             pass  # the client gave up (timed out) before the answer
+
+
+def _account_json(sid: str, status: str) -> dict[str, object]:
+    """Twilio's Account resource (2010-04-01), as `GET /Accounts/{sid}.json` returns it."""
+    base = f"/2010-04-01/Accounts/{sid}"
+    return {
+        "auth_token": "redacted-by-the-fake",
+        "date_created": "Thu, 30 Jul 2015 23:19:04 +0000",
+        "date_updated": "Thu, 30 Jul 2015 23:19:04 +0000",
+        "friendly_name": "BobaRista shop",
+        "owner_account_sid": sid,
+        "sid": sid,
+        "status": status,
+        "subresource_uris": {
+            "incoming_phone_numbers": f"{base}/IncomingPhoneNumbers.json",
+            "messages": f"{base}/Messages.json",
+            "calls": f"{base}/Calls.json",
+        },
+        "type": "Full",
+        "uri": f"{base}.json",
+    }
+
+
+def _numbers_page(fake: FakeTwilioRest, path: str, query: dict[str, str]) -> dict[str, object]:
+    """One page of IncomingPhoneNumbers, filtered by `PhoneNumber` like Twilio's list."""
+    with fake._lock:
+        numbers = list(fake.numbers)
+    wanted = query.get("PhoneNumber")
+    if wanted is not None:
+        numbers = [n for n in numbers if n.phone_number == wanted]
+    page_size = int(query.get("PageSize", "50"))
+    listed = [n.to_json(fake.account_sid) for n in numbers[:page_size]]
+    uri = f"{path}?PageSize={page_size}&Page=0"
+    return {
+        "end": max(0, len(listed) - 1),
+        "first_page_uri": uri,
+        "incoming_phone_numbers": listed,
+        "next_page_uri": None,
+        "page": 0,
+        "page_size": page_size,
+        "previous_page_uri": None,
+        "start": 0,
+        "uri": uri,
+    }
 
 
 def _new_sid(kind: str) -> str:
