@@ -7,15 +7,16 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz", "deploy"]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Protocol, golden, runtime and loopback tests (everything but the browser)."""
+    """Protocol, golden, runtime and loopback tests (everything but browser and deploy)."""
     session.install("-e", ".[test]")
     session.run(
-        "pytest", "-m", "not browser", "--durations=10", *(session.posargs or ("tests",))
+        "pytest", "-m", "not browser and not deploy", "--durations=10",
+        *(session.posargs or ("tests",)),
     )
 
 
@@ -61,6 +62,15 @@ def fuzz(session: nox.Session) -> None:
     """
     session.install("-e", ".[fuzz]")
     session.run("python", "-m", "fuzz.run", *(session.posargs or ("--seconds", "20")))
+
+
+@nox.session
+def deploy(session: nox.Session) -> None:
+    """deploy/: nginx and Caddy (Debian's packages) in front of a real `boba serve` over TLS,
+    and the systemd unit checked by systemd-analyze. Prints the measured SSE delay."""
+    session.run("bash", "scripts/setup-deploy.sh", external=True)
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "deploy", "-s", *(session.posargs or ("tests/deploy",)))
 
 
 @nox.session
