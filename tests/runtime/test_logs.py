@@ -170,3 +170,42 @@ def test_log_settings_are_checked_at_start() -> None:
     with pytest.raises(SettingsError) as bad_level:
         load_settings({}, {"BOBA_LOG_LEVEL": "loud"}, None)
     assert bad_level.value.variable == "BOBA_LOG_LEVEL"
+
+
+async def test_a_real_call_logs_its_sid_on_every_line(captured, tmp_path) -> None:
+    """Through the real stack (Hypercorn, /voice, /twilio, run_call, the fake agent): the
+    call's lines carry its sid although no log call passes it, and no whole phone number
+    is logged at info."""
+    import httpx
+
+    from tests.fakes.fake_agent import FakeAgentSession, fake_agent_server
+    from tests.fakes.twilio_client import dial, make_call_sid
+    from tests.helpers.server import running_server
+
+    stream, _ = captured
+    configure_logging("json", "info", stream)
+    sid = make_call_sid(77)
+
+    async def script(agent: FakeAgentSession) -> None:
+        await agent.wait_audio(0.1)
+        assert (await agent.call_function("add_to_cart", {"flavor": "taro milk tea"}))["ok"]
+        assert (await agent.call_function("save_phone_number", {"phone": "+14155551234"}))["ok"]
+        assert (await agent.call_function("checkout_order"))["ok"]
+        assert (await agent.call_function("end_call"))["ok"]
+        await agent.say("Bye!", seconds=0.1)
+
+    async with fake_agent_server(script) as agent:
+        env = {"BOBA_AGENT_URL": agent.url}
+        async with running_server(tmp_path, env) as server, httpx.AsyncClient() as client:
+            with trio.fail_after(20):
+                async with dial(client, server_url=server.base_url,
+                                public_url=server.settings.public_url, auth_token=None,
+                                call_sid=sid, caller="+14155550199") as call:
+                    await call.closed.wait()
+    entries = [json.loads(line) for line in lines_of(stream)]
+    about = [e for e in entries if sid in e["message"]]
+    assert any("committed order" in e["message"] for e in about)
+    assert any("ended" in e["message"] for e in about)
+    assert all(e.get("call_sid") == sid for e in about), about
+    text = stream.getvalue()
+    assert "+14155551234" not in text and "+14155550199" not in text
