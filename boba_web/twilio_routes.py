@@ -171,7 +171,8 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         try:
             registry.reserve(call_sid)
         except CallsFull:
-            log.warning("call %s: busy (%d calls in progress)", call_sid, registry.load)
+            log.warning("call %s: busy (%d calls in progress)", call_sid, registry.load,
+                        extra={"call_sid": call_sid})  # before the call's own task tree
             return Response(busy_twiml(), 200, content_type=TWIML)
         token = registry.token_for(call_sid)
         twiml = connect_twiml(settings, caller=caller, call_sid=call_sid, token=token)

@@ -118,6 +118,14 @@ async def test_call_sid_reaches_every_task_of_the_call_tree(captured) -> None:
     assert "call_sid" not in entries["another request"]
 
 
+def test_a_line_outside_the_call_tree_can_name_its_call(captured) -> None:
+    """`/voice` runs before the call's tasks exist: it passes the sid as `extra`."""
+    stream, _ = captured
+    configure_logging("json", "info", stream)
+    logging.getLogger("boba.web").warning("busy", extra={"call_sid": CALL_SID})
+    assert json.loads(lines_of(stream)[0])["call_sid"] == CALL_SID
+
+
 @pytest.mark.parametrize(("text", "masked"), [
     ("sms to +14155551234 sent", "sms to +*******1234 sent"),
     ("caller (415) 555-1234 said", "caller (***) ***-1234 said"),
