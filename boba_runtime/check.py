@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
@@ -42,7 +43,13 @@ from boba_runtime.agent_link import (
 )
 from boba_runtime.services import load_menu
 from boba_runtime.settings import Settings, SettingsError, is_loopback_host, load_settings
-from boba_runtime.store import POSTGRES_SCHEMES, OrderStore, StoreError, sqlite_path_from_url
+from boba_runtime.store import (
+    POSTGRES_SCHEMES,
+    OrderStore,
+    StoreError,
+    redact_url,
+    sqlite_path_from_url,
+)
 
 TIMEOUT_S = 5.0
 CONSOLE_NUMBER_PAGE = (
@@ -259,8 +266,7 @@ def check_public_url(
     subject = "public URL"
     public = settings.public_url
     url = f"{public}/healthz"
-    host = public.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    local = is_loopback_host(host)
+    local = is_loopback_host(urlsplit(public).hostname or "")
     try:
         status, body = fetch(url, TIMEOUT_S)
     except (OSError, ValueError) as exc:
@@ -298,7 +304,7 @@ def check_database(settings: Settings) -> CheckLine:
     subject = "database"
     database = settings.database
     if database.startswith(POSTGRES_SCHEMES):
-        where = "the PostgreSQL database"
+        where = f"the PostgreSQL database {redact_url(database)}"
     else:
         path = Path(sqlite_path_from_url(database))
         where = f"the SQLite file {path}"
