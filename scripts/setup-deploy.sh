@@ -5,6 +5,7 @@
 # Package scripts are not allowed to start the services (the tests run their own nginx
 # on loopback ports, never the system one).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # nginx lives in /usr/sbin, outside a user's PATH
 missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
