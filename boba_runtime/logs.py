@@ -177,8 +177,24 @@ def parse_level(text: str) -> int | None:
     return LEVELS.get(LEVEL_ALIASES.get(word, word))
 
 
+class BobaHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Our handler: writes to `stream`, or to whatever `sys.stderr` is at each line."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self._fixed = stream
+
+    @property
+    def stream(self) -> TextIO:
+        return self._fixed if self._fixed is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # StreamHandler.__init__ sets it; the property above decides
+
+
 def make_handler(log_format: LogFormat, stream: TextIO | None = None) -> logging.Handler:
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = BobaHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(AddCallSid())
     handler.addFilter(MaskPhoneNumbers())
@@ -188,13 +204,16 @@ def make_handler(log_format: LogFormat, stream: TextIO | None = None) -> logging
 def configure_logging(
     log_format: LogFormat = "text", level: str | int = "info", stream: TextIO | None = None
 ) -> logging.Handler:
-    """Replace the root logger's handlers with one of ours; returns it (tests remove it)."""
+    """Install our handler on the root logger (replacing one installed before, and the
+    plain handler `logging.basicConfig` adds; other handlers, such as a test runner's
+    capture, stay) and set the root level."""
     numeric = level if isinstance(level, int) else parse_level(level)
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, BobaHandler) or type(old) is logging.StreamHandler:
+            root.removeHandler(old)
     handler = make_handler(log_format, stream)
     root.addHandler(handler)
     root.setLevel(numeric)

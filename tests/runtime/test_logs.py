@@ -217,3 +217,17 @@ async def test_a_real_call_logs_its_sid_on_every_line(captured, tmp_path) -> Non
     assert all(e.get("call_sid") == sid for e in about), about
     text = stream.getvalue()
     assert "+14155551234" not in text and "+14155550199" not in text
+
+
+def test_configuring_twice_keeps_one_handler_of_ours_and_foreign_ones(captured) -> None:
+    stream, _ = captured
+    foreign = logging.NullHandler()
+    logging.getLogger().addHandler(foreign)
+    configure_logging("text", "info")
+    configure_logging("json", "info", stream)
+    root_handlers = logging.getLogger().handlers
+    assert foreign in root_handlers
+    ours = [h for h in root_handlers if type(h).__name__ == "BobaHandler"]
+    assert len(ours) == 1
+    logging.getLogger("boba.test").info("once")
+    assert len(lines_of(stream)) == 1
