@@ -22,8 +22,8 @@ from quart import Blueprint, Response, jsonify, request
 from boba_proto.model import order_to_json
 from boba_runtime.config.auth import SESSION_COOKIE, SESSION_LIFETIME, make_session_cookie
 from boba_runtime.metrics import Metrics
+from boba_runtime.proxies import Network
 from boba_runtime.proxies import client_address as forwarded_client
-from boba_runtime.proxies import parse_networks
 from boba_runtime.store.order_store import OrderStore, StoreError, StoreUnavailable
 from boba_web.errors import json_error
 from boba_web.rendering import BLUEPRINT, render_page
@@ -121,7 +121,7 @@ def make_pages_blueprint(
     *,
     public_url: str | None = None,
     limiter: LoginLimiter | None = None,
-    trusted_proxies: tuple[str, ...] = (),
+    trusted_proxies: tuple[Network, ...] = (),
 ) -> Blueprint:
     """The pages, login/logout, the console's staff list and `/metrics` for one app."""
     pages = Blueprint(
@@ -135,12 +135,10 @@ def make_pages_blueprint(
     login_limiter = limiter if limiter is not None else LoginLimiter()
     secure_cookie_default = bool(public_url and public_url.startswith("https://"))
 
-    proxies = parse_networks(trusted_proxies)
-
     def client_address() -> str:
         """The client behind a trusted proxy (X-Forwarded-For), else the peer."""
         return forwarded_client(
-            request.remote_addr, request.headers.get("X-Forwarded-For"), proxies
+            request.remote_addr, request.headers.get("X-Forwarded-For"), trusted_proxies
         )
 
     def cookie_flags() -> dict[str, Any]:
@@ -242,5 +240,5 @@ def register_pages(app: Any, services: PagesServices, **options: Any) -> None:
     """
     settings = getattr(services, "settings", None)
     options.setdefault("public_url", getattr(settings, "public_url", None))
-    options.setdefault("trusted_proxies", getattr(settings, "trusted_proxies", ()))
+    options.setdefault("trusted_proxies", getattr(settings, "proxy_networks", ()))
     app.register_blueprint(make_pages_blueprint(services, **options))

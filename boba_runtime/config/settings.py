@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from boba_runtime.proxies import Network, parse_trusted_proxies
+
 DEEPGRAM_AGENT_URL = "wss://agent.deepgram.com/v1/agent/converse"
 DEFAULT_GREETING = "Hey! I am your Deepgram BobaRista. What would you like to order?"
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
@@ -62,14 +64,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     secret_key: str | None = None  # None: generated once into data_dir
     record_dir: str | None = None
     menu: str | None = None  # None: the built-in menu
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "info"
     max_calls: int = 100
     max_call_seconds: float = 600.0
     max_message_bytes: int = 65536
     ready_expiry_minutes: float = 30.0
     workers: int = 1
-    trusted_proxies: tuple[str, ...] = ()  # networks (CIDR text) whose X-Forwarded-For counts
-    log_format: Literal["text", "json"] = "text"
-    log_level: str = "info"
+    trusted_proxies: str = ""  # BOBA_TRUSTED_PROXIES as given (checked); see `proxy_networks`
     public_url_is_default: bool = True  # False when BOBA_PUBLIC_URL was given
 
     def __repr__(self) -> str:
@@ -101,6 +103,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def twilio_signatures_checked(self) -> bool:
         """False when validation is off, or allowed to be skipped (no token, loopback)."""
         return self.validate_twilio and self.twilio_auth_token is not None
+
+    @property
+    def proxy_networks(self) -> tuple[Network, ...]:
+        return parse_trusted_proxies(self.trusted_proxies)
 
     @property
     def data_path(self) -> Path:
@@ -140,6 +146,7 @@ VARIABLES: dict[str, str] = {
     "TWILIO_FROM_NUMBER": "twilio_from_number",
     "TWILIO_API_BASE_URL": "twilio_api_base_url",
     "BOBA_VALIDATE_TWILIO": "validate_twilio",
+    "BOBA_TRUSTED_PROXIES": "trusted_proxies",
     "BOBA_SMS": "sms",
     "BOBA_STAFF_PASSWORD": "staff_password",
     "BOBA_SECRET_KEY": "secret_key",
@@ -150,7 +157,6 @@ VARIABLES: dict[str, str] = {
     "BOBA_MAX_MESSAGE_BYTES": "max_message_bytes",
     "BOBA_READY_EXPIRY_MINUTES": "ready_expiry_minutes",
     "BOBA_WORKERS": "workers",
-    "BOBA_TRUSTED_PROXIES": "trusted_proxies",
     "BOBA_LOG_FORMAT": "log_format",
     "BOBA_LOG_LEVEL": "log_level",
 }
@@ -301,21 +307,6 @@ def _database(text: str) -> str:
     )
 
 
-def _trusted_proxies(text: str) -> tuple[str, ...]:
-    """`10.0.0.1, 192.168.0.0/24, ::1` → normalised network texts; a bad entry is named."""
-    networks = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        try:
-            networks.append(str(ipaddress.ip_network(entry.strip("[]"), strict=False)))
-        except ValueError:
-            raise SettingsError(
-                "BOBA_TRUSTED_PROXIES", f"{entry!r} is not an IP address or CIDR network"
-            ) from None
-    return tuple(networks)
-
-
 def _log_level(text: str) -> str:
     from boba_runtime.logs import parse_level
 
@@ -385,6 +376,12 @@ def _derive(raw: Mapping[str, str]) -> Settings:
             "to accept unsigned requests",
         )
 
+    trusted_proxies = raw.get("BOBA_TRUSTED_PROXIES", "")
+    try:
+        parse_trusted_proxies(trusted_proxies)
+    except ValueError as error:
+        raise SettingsError("BOBA_TRUSTED_PROXIES", str(error)) from None
+
     audio: str = _take(
         raw, "BOBA_AUDIO", lambda t: _choice("BOBA_AUDIO", t, ("linear16", "mulaw")), "linear16"
     )
@@ -426,6 +423,8 @@ def _derive(raw: Mapping[str, str]) -> Settings:
         secret_key=raw.get("BOBA_SECRET_KEY"),
         record_dir=raw.get("BOBA_RECORD_DIR"),
         menu=menu,
+        log_format="json" if log_format == "json" else "text",
+        log_level=_take(raw, "BOBA_LOG_LEVEL", _log_level, base.log_level),
         max_calls=_take(
             raw, "BOBA_MAX_CALLS", lambda t: _integer("BOBA_MAX_CALLS", t, low=1),
             base.max_calls,
@@ -447,8 +446,6 @@ def _derive(raw: Mapping[str, str]) -> Settings:
         workers=_take(
             raw, "BOBA_WORKERS", lambda t: _integer("BOBA_WORKERS", t, low=1), base.workers
         ),
-        trusted_proxies=_take(raw, "BOBA_TRUSTED_PROXIES", _trusted_proxies, ()),
-        log_format="json" if log_format == "json" else "text",
-        log_level=_take(raw, "BOBA_LOG_LEVEL", _log_level, base.log_level),
+        trusted_proxies=trusted_proxies,
         public_url_is_default=explicit_public is None,
     )
