@@ -107,9 +107,10 @@ ModelsFetch = Callable[[str, str, float], list[dict[str, object]]]
 def check_deepgram(settings: Settings, fetch: ModelsFetch = fetch_think_models) -> CheckLine:
     subject = "deepgram"
     if settings.agent_url == "local":
-        return warn(subject, "no DEEPGRAM_API_KEY: calls go to the built-in local agent "
-                    "(for trying the shop, not for customers); set DEEPGRAM_API_KEY to take "
-                    "real calls.")
+        why = "no DEEPGRAM_API_KEY" if not settings.deepgram_api_key else "BOBA_AGENT_URL=local"
+        return warn(subject, f"{why}: calls go to the built-in local agent (for trying the "
+                    "shop, not for customers); set DEEPGRAM_API_KEY (and leave BOBA_AGENT_URL "
+                    "unset) to take real calls.")
     key = settings.deepgram_api_key
     if not key:
         if is_deepgram_url(settings.agent_url):

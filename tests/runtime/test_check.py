@@ -90,7 +90,10 @@ def test_deepgram_fails_when_the_list_errs_or_cannot_be_reached(models) -> None:
 
 
 def test_deepgram_warns_for_the_local_agent_or_an_unkeyed_agent() -> None:
-    expect(check.check_deepgram(settings_of()), Status.WARN, "local agent")
+    expect(check.check_deepgram(settings_of()), Status.WARN, "no DEEPGRAM_API_KEY",
+           "local agent")
+    keyed_local = settings_of(DEEPGRAM_API_KEY="k", BOBA_AGENT_URL="local")
+    expect(check.check_deepgram(keyed_local), Status.WARN, "BOBA_AGENT_URL=local")
     other = settings_of(BOBA_AGENT_URL="ws://127.0.0.1:9/agent")
     expect(check.check_deepgram(other), Status.WARN, "not checked")
     unkeyed = settings_of(BOBA_AGENT_URL="wss://agent.deepgram.com/v1/agent/converse")
