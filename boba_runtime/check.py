@@ -43,6 +43,7 @@ from boba_runtime.agent_link import (
 )
 from boba_runtime.services import load_menu
 from boba_runtime.settings import Settings, SettingsError, is_loopback_host, load_settings
+from boba_runtime.sms import _exception_chain
 from boba_runtime.store import (
     POSTGRES_SCHEMES,
     OrderStore,
@@ -86,15 +87,19 @@ def fail(subject: str, sentence: str) -> CheckLine:
 
 
 def _reason(exc: BaseException) -> str:
-    """A short, secret-free description of a network error."""
+    """A short, secret-free description of a network error (also one wrapped by requests)."""
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code}"
+    chain = list(_exception_chain(exc))
+    if any(isinstance(item, ConnectionRefusedError) for item in chain):
+        return "connection refused"
+    if any(isinstance(item, TimeoutError | socket.timeout) for item in chain):
+        return f"no answer within {TIMEOUT_S:g} s"
     if isinstance(exc, urllib.error.URLError):
         return _reason(exc.reason) if isinstance(exc.reason, BaseException) else str(exc.reason)
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no answer within {TIMEOUT_S:g} s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+    resolving = [item for item in chain if isinstance(item, socket.gaierror)]
+    if resolving:
+        return f"the name does not resolve ({resolving[0].strerror})"
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
 

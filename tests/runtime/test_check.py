@@ -151,7 +151,7 @@ def test_twilio_fails_when_unreachable() -> None:
     settings = settings_of(TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t",
                            TWILIO_API_BASE_URL=f"http://127.0.0.1:{closed_port()}")
     expect(check.check_twilio(settings)[0], Status.FAIL, "could not reach Twilio",
-           "TWILIO_API_BASE_URL")
+           "connection refused", "TWILIO_API_BASE_URL")
 
 
 def test_twilio_warns_without_credentials_and_fails_with_half_of_them() -> None:
