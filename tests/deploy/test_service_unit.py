@@ -55,6 +55,23 @@ def test_systemd_accepts_the_unit_without_a_word(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
 
 
+def test_the_daily_backup_units_are_accepted_too(tmp_path: Path) -> None:
+    service = (DEPLOY / "boba-backup.service").read_text(encoding="utf-8")
+    assert f"exec {SHIPPED_BOBA} backup" in service
+    boba = Path(sys.executable).parent / "boba"
+    (tmp_path / "boba-backup.service").write_text(service.replace(SHIPPED_BOBA, str(boba)))
+    shutil.copy(DEPLOY / "boba-backup.timer", tmp_path / "boba-backup.timer")
+    result = subprocess.run(
+        [analyze(), "verify", str(tmp_path / "boba-backup.service"),
+         str(tmp_path / "boba-backup.timer")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+    found = directives(service)
+    assert found["ProtectSystem"] == ["strict"] and found["ReadWritePaths"] == ["/var/lib/boba"]
+    assert found["User"] == ["boba"] and found["NoNewPrivileges"] == ["yes"]
+
+
 def test_a_misspelt_directive_is_caught(tmp_path: Path) -> None:
     """The check above can fail: systemd-analyze reports an unknown key."""
     unit = unit_for_this_host(tmp_path)
