@@ -158,7 +158,7 @@ def twilio_client(settings: Settings) -> Any:
     return client
 
 
-def _twilio_error(exc: BaseException, what: str, base_url: str) -> CheckLine:
+def _twilio_error(exc: BaseException, what: str, settings: Settings) -> CheckLine:
     from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 
     if isinstance(exc, TwilioRestException):
@@ -167,11 +167,11 @@ def _twilio_error(exc: BaseException, what: str, base_url: str) -> CheckLine:
                         f"(HTTP 401, code {exc.code}): copy both again from the console's "
                         "Account Info.")
         if exc.status == 404:
-            return fail("twilio", f"Twilio knows no account {exc.uri.split('/')[3]!r} "
+            return fail("twilio", f"Twilio knows no account {settings.twilio_account_sid} "
                         "for these credentials: check TWILIO_ACCOUNT_SID.")
         return fail("twilio", f"Twilio answered HTTP {exc.status} (code {exc.code}) to "
                     f"{what}: a problem on Twilio's side; try again later.")
-    return fail("twilio", f"could not reach Twilio at {base_url} to {what} "
+    return fail("twilio", f"could not reach Twilio at {settings.twilio_api_base_url} to {what} "
                 f"({_reason(exc)}): check this host's network and TWILIO_API_BASE_URL.")
 
 
@@ -189,7 +189,7 @@ def check_twilio(settings: Settings, client_factory: Callable[[Settings], Any] =
     try:
         account = client.api.v2010.accounts(sid).fetch()
     except Exception as exc:
-        return [_twilio_error(exc, "fetch the account", settings.twilio_api_base_url)]
+        return [_twilio_error(exc, "fetch the account", settings)]
     if account.status != "active":
         return [fail("twilio", f"the Twilio account is {account.status}: calls and texts "
                      "are refused until it is active again (Twilio console → Account).")]
@@ -225,9 +225,7 @@ def _check_number(settings: Settings, client: Any) -> CheckLine:
     try:
         found = client.incoming_phone_numbers.list(phone_number=number, limit=20)
     except Exception as exc:
-        line = _twilio_error(
-            exc, "list the account's phone numbers", settings.twilio_api_base_url
-        )
+        line = _twilio_error(exc, "list the account's phone numbers", settings)
         return fail(subject, line.sentence)
     matching = [n for n in found if n.phone_number == number]
     if not matching:

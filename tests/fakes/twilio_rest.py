@@ -167,6 +167,7 @@ class FakeTwilioRest:
             "message": deque(), "call": deque(), "account": deque(), "numbers": deque(),
         }
         self.account_status = "active"  # Twilio's account status: active, suspended, closed
+        self.account_type = "Full"  # or "Trial"
         self.numbers: list[IncomingNumber] = []
         self._requests: list[RecordedRequest] = []
         self._closing = threading.Event()
@@ -381,7 +382,8 @@ class _Handler(BaseHTTPRequestHandler):
             case _:
                 record("succeed")
         if kind == "account":
-            self._answer(200, _account_json(fake.account_sid, fake.account_status))
+            self._answer(200, _account_json(fake.account_sid, fake.account_status,
+                                            fake.account_type))
         else:
             self._answer(200, _numbers_page(fake, path, query))
 
@@ -469,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timed out) before the answer
 
 
-def _account_json(sid: str, status: str) -> dict[str, object]:
+def _account_json(sid: str, status: str, kind: str = "Full") -> dict[str, object]:
     """Twilio's Account resource (2010-04-01), as `GET /Accounts/{sid}.json` returns it."""
     base = f"/2010-04-01/Accounts/{sid}"
     return {
@@ -485,7 +487,7 @@ def _account_json(sid: str, status: str) -> dict[str, object]:
             "messages": f"{base}/Messages.json",
             "calls": f"{base}/Calls.json",
         },
-        "type": "Full",
+        "type": kind,
         "uri": f"{base}.json",
     }
 

@@ -145,6 +145,15 @@ def test_twilio_fails_for_an_unknown_account_a_suspended_one_or_an_error(rest) -
     rest.script_reads("account", Fail(500, 20500))
     expect(check.check_twilio(twilio_settings(rest))[0], Status.FAIL, "HTTP 500",
            "Twilio's side")
+    rest.script_reads("account", Fail(404, 20404))
+    expect(check.check_twilio(twilio_settings(rest))[0], Status.FAIL, "knows no account",
+           "TWILIO_ACCOUNT_SID")
+
+
+def test_a_trial_account_is_ok_and_says_so(rest) -> None:
+    rest.account_type = "Trial"
+    expect(check.check_twilio(twilio_settings(rest))[0], Status.OK, "trial account",
+           "verified numbers only")
 
 
 def test_twilio_fails_when_unreachable() -> None:
