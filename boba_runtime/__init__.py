@@ -2,11 +2,13 @@
 
 Grouped by concern, so the listing draws the architecture (DESIGN §3):
 
-    config/   what a process is started with: settings, secrets, staff auth
+    config/   what a process is started with: settings, secrets, staff auth, logging,
+              which proxies' X-Forwarded-For to believe
     store/    what persists: the order store, the event feed, the SMS outbox worker
     call/     one call's life: run_call, the call registry, the agent link, the recorder
     agent/    the local agent's socket and thread glue (its dialogue is pure, in the core)
-    cli/      the commands: serve (process supervisor), replay, call, bench
+    cli/      the commands: serve (process supervisor), replay, call, bench, check, backup
+    __main__  `python -m boba_runtime`, the same as the `boba` console script
     services  what one serving process shares, built once from the settings
     metrics   this process's Prometheus counters
 

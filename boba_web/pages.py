@@ -21,9 +21,9 @@ from quart import Blueprint, Response, jsonify, request
 
 from boba_proto.model import order_to_json
 from boba_runtime.config.auth import SESSION_COOKIE, SESSION_LIFETIME, make_session_cookie
+from boba_runtime.config.proxies import Network
+from boba_runtime.config.proxies import client_address as forwarded_client
 from boba_runtime.metrics import Metrics
-from boba_runtime.proxies import Network
-from boba_runtime.proxies import client_address as forwarded_client
 from boba_runtime.store.order_store import OrderStore, StoreError, StoreUnavailable
 from boba_web.errors import json_error
 from boba_web.rendering import BLUEPRINT, render_page

@@ -67,10 +67,10 @@ from boba_runtime.call.agent_link import (
     AgentUnreachable,
 )
 from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
+from boba_runtime.config.logs import call_log_scope, name_current_call
 from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
 from boba_runtime.store.order_store import StoreError
-from boba_runtime.logs import call_log_scope, name_current_call
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The commands: `boba serve`'s process supervisor (`serve`, with its Hypercorn patch
 `hypercorn_guard`), `boba replay` (`replay`), `boba call` (`phone`), `boba bench`
-(`bench`, `bench_driver`, `bench_baseline`), and here the `boba` console script that
+(`bench`, `bench_driver`, `bench_baseline`), `boba check` (`check`), `boba backup`
+(`backup`), and here the `boba` console script that
 dispatches to them, one subcommand per module, imported only when used.
 
 May import anything in the runtime; nothing in the runtime imports this (the web
@@ -28,8 +29,8 @@ SUBCOMMANDS: Final = {
     "replay": ("boba_runtime.cli.replay", "Replay recorded calls through the core."),
     "call": ("boba_runtime.cli.phone", "Place a call from the terminal."),
     "bench": ("boba_runtime.cli.bench", "The load benchmark."),
-    "check": ("boba_runtime.check", "Check the settings and everything they point at."),
-    "backup": ("boba_runtime.backup", "A consistent copy of the order store while it serves."),
+    "check": ("boba_runtime.cli.check", "Check the settings and everything they point at."),
+    "backup": ("boba_runtime.cli.backup", "A consistent copy of the order store while it serves."),
 }
 PLUGGED_HELP: Final = {"serve": "Run the shop: web, calls, SMS and the store."}
 

@@ -39,9 +39,9 @@ from hypercorn.trio import serve
 
 from boba_proto.menu import Menu
 from boba_runtime.cli.hypercorn_guard import guard_connections
+from boba_runtime.config.logs import configure_logging
 from boba_runtime.config.secrets import Secrets, load_secrets
 from boba_runtime.config.settings import Settings, SettingsError, load_settings
-from boba_runtime.logs import configure_logging
 from boba_runtime.services import Services, load_menu, open_services
 from boba_runtime.store.feed import DEFAULT_PING_INTERVAL
 from boba_runtime.store.order_store import run_ready_expiry

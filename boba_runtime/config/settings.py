@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from boba_runtime.proxies import Network, parse_trusted_proxies
+from boba_runtime.config.proxies import Network, parse_trusted_proxies
 
 DEEPGRAM_AGENT_URL = "wss://agent.deepgram.com/v1/agent/converse"
 DEFAULT_GREETING = "Hey! I am your Deepgram BobaRista. What would you like to order?"
@@ -308,7 +308,7 @@ def _database(text: str) -> str:
 
 
 def _log_level(text: str) -> str:
-    from boba_runtime.logs import parse_level
+    from boba_runtime.config.logs import parse_level
 
     if parse_level(text) is None:
         raise SettingsError(

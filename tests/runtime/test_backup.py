@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from boba_runtime.backup import pg_dump_command
+from boba_runtime.cli.backup import pg_dump_command
 from tests.helpers.orders import place_order
 from tests.helpers.server import running_server
 

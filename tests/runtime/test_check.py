@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from boba_runtime import check
-from boba_runtime.check import CheckLine, Status
-from boba_runtime.settings import Settings, load_settings
-from boba_runtime.store import OrderStore, sqlite_path_from_url
+from boba_runtime.cli import check
+from boba_runtime.cli.check import CheckLine, Status
+from boba_runtime.config.settings import Settings, load_settings
+from boba_runtime.store.order_store import OrderStore, sqlite_path_from_url
 from tests.fakes.deepgram_models import FakeThinkModels
 from tests.fakes.twilio_rest import Drop, Fail, FakeTwilioRest
 from tests.helpers.server import running_server

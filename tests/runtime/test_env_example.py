@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from boba_runtime.settings import VARIABLES, load_settings
+from boba_runtime.config.settings import VARIABLES, load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 LINE = re.compile(r"^# ([A-Z][A-Z0-9_]+)=(.*)$")

@@ -18,6 +18,7 @@ MAY_IMPORT = {  # part of the runtime -> the parts of the runtime it may import
     "metrics": {"store"},
     "services": {"services", "config", "store", "call", "metrics"},
     "cli": {"cli", "config", "store", "call", "agent", "metrics", "services"},
+    "__main__": {"cli"},  # `python -m boba_runtime` is the `boba` command
 }
 
 

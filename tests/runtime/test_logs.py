@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from boba_runtime.logs import (
+from boba_runtime.config.logs import (
     call_log_scope,
     configure_logging,
     mask_phone_numbers,
     name_current_call,
 )
-from boba_runtime.settings import SettingsError, load_settings
+from boba_runtime.config.settings import SettingsError, load_settings
 
 CALL_SID = "CA" + "ab12" * 8
 

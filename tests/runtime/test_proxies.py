@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from boba_runtime.proxies import client_address, parse_trusted_proxies
-from boba_runtime.settings import SettingsError, load_settings
+from boba_runtime.config.proxies import client_address, parse_trusted_proxies
+from boba_runtime.config.settings import SettingsError, load_settings
 
 TRUSTED = parse_trusted_proxies("127.0.0.1, 10.0.0.0/8, ::1")
 

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from boba_runtime.settings import SettingsError, load_settings
-from boba_runtime.store import POSTGRES_SCHEMES, sqlite_path_from_url
+from boba_runtime.config.settings import SettingsError, load_settings
+from boba_runtime.store.order_store import POSTGRES_SCHEMES, sqlite_path_from_url
 
 BUSY_TIMEOUT_S = 30.0  # a backup waits this long for a writer's checkpoint at most
 

@@ -35,22 +35,22 @@ from urllib.parse import urlsplit
 import msgspec
 import trio
 
-from boba_runtime.agent_link import (
+from boba_runtime.call.agent_link import (
     fetch_think_models,
     is_deepgram_url,
     think_model_problem,
     think_models_url,
 )
+from boba_runtime.config.settings import Settings, SettingsError, is_loopback_host, load_settings
 from boba_runtime.services import load_menu
-from boba_runtime.settings import Settings, SettingsError, is_loopback_host, load_settings
-from boba_runtime.sms import _exception_chain
-from boba_runtime.store import (
+from boba_runtime.store.order_store import (
     POSTGRES_SCHEMES,
     OrderStore,
     StoreError,
     redact_url,
     sqlite_path_from_url,
 )
+from boba_runtime.store.sms import _exception_chain
 
 TIMEOUT_S = 5.0
 CONSOLE_NUMBER_PAGE = (
@@ -150,7 +150,7 @@ def twilio_client(settings: Settings) -> Any:
     from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
     from twilio.rest import Client  # type: ignore[import-untyped]
 
-    from boba_runtime.sms import _quiet_logger
+    from boba_runtime.store.sms import _quiet_logger
 
     http = TwilioHttpClient(timeout=TIMEOUT_S, logger=_quiet_logger())
     client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)
