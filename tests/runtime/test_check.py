@@ -20,6 +20,7 @@ from boba_runtime.store.order_store import OrderStore, sqlite_path_from_url
 from tests.fakes.deepgram_models import FakeThinkModels
 from tests.fakes.twilio_rest import Drop, Fail, FakeTwilioRest
 from tests.helpers.server import running_server
+from tests.runtime.test_store_pg import db_url, pg_server  # noqa: F401 - fixtures
 
 PUBLIC = "https://boba.example.com"
 NUMBER = "+14155550100"
@@ -268,6 +269,13 @@ async def test_database_ok_missing_and_too_open(tmp_path: Path) -> None:
     os.chmod(tmp_path / "shop.sqlite3", 0o644)
     line = await trio.to_thread.run_sync(check.check_database, settings)
     expect(line, Status.FAIL, "readable by other users", "chmod 600")
+
+
+async def test_database_ok_on_postgres(db_url: str) -> None:  # noqa: F811 - the fixture
+    store = await OrderStore.open(db_url)  # a migrated store, as boba serve leaves it
+    await store.aclose()
+    line = await trio.to_thread.run_sync(check.check_database, settings_of(BOBA_DATABASE=db_url))
+    expect(line, Status.OK, "PostgreSQL database", "opens and answers", "0 orders")
 
 
 def test_database_unreachable_postgres_fails_without_the_password() -> None:
