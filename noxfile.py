@@ -9,11 +9,14 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz", "deploy"]
 
+LOCK = ("-c", "constraints.txt")
+"""Every session installs the exact versions of the committed lock (CI's Python 3.11)."""
+
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Protocol, golden, runtime and loopback tests (everything but browser and deploy)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", *LOCK)
     session.run(
         "pytest", "-m", "not browser and not deploy", "--durations=10",
         *(session.posargs or ("tests",)),
@@ -22,7 +25,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("ruff>=0.6", *LOCK)
     session.run("ruff", "check", "boba_proto", "boba_runtime", "boba_web", "tests", "fuzz",
                 "noxfile.py")
 
@@ -30,7 +33,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the sans-IO core, then on the runtime and web layers."""
-    session.install("-e", ".[typecheck]")
+    session.install("-e", ".[typecheck]", *LOCK)
     session.run("mypy", "--strict", "boba_proto")
     session.run("mypy", "--strict", "boba_runtime", "boba_web")
 
@@ -39,7 +42,7 @@ def typecheck(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """The TV board and the barista console in real headless Chromium (Debian's package)."""
     session.run("bash", "scripts/setup-browser.sh", external=True)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", *LOCK)
     session.run("pytest", "-m", "browser", *(session.posargs or ("tests/browser",)))
 
 
@@ -47,7 +50,7 @@ def browser(session: nox.Session) -> None:
 def screenshots(session: nox.Session) -> None:
     """Deliberate refresh of docs/*.png from the browser tests (never in CI): review, commit."""
     session.run("bash", "scripts/setup-browser.sh", external=True)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", *LOCK)
     session.run(
         "pytest", "-m", "browser", *(session.posargs or ("tests/browser",)),
         env={"BOBA_SCREENSHOTS_TO_DOCS": "1"},
@@ -60,7 +63,7 @@ def fuzz(session: nox.Session) -> None:
 
     The long run: `nox -s fuzz -- --seconds 3600 --corpus fuzz-corpus` (docs/fuzzing.md).
     """
-    session.install("-e", ".[fuzz]")
+    session.install("-e", ".[fuzz]", *LOCK)  # atheris itself: not in the lock yet
     session.run("python", "-m", "fuzz.run", *(session.posargs or ("--seconds", "20")))
 
 
@@ -69,21 +72,21 @@ def deploy(session: nox.Session) -> None:
     """deploy/: nginx and Caddy (Debian's packages) in front of a real `boba serve` over TLS,
     and the systemd unit checked by systemd-analyze. Prints the measured SSE delay."""
     session.run("bash", "scripts/setup-deploy.sh", external=True)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", *LOCK)
     session.run("pytest", "-m", "deploy", "-s", *(session.posargs or ("tests/deploy",)))
 
 
 @nox.session
 def golden_update(session: nox.Session) -> None:
     """Deliberate snapshot refresh: never run in CI; review the diff before committing."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", *LOCK)
     session.run("pytest", "tests/golden", "--snapshot-update")
 
 
 @nox.session(default=False)
 def bench_dsp(session: nox.Session) -> None:
     """DSP micro-benchmark (issue 3): µs per call per 20 ms tick vs resample_poly per chunk."""
-    session.install("-e", ".")
+    session.install("-e", ".", *LOCK)
     session.run(
         "python", "bench/bench_dsp.py", *(session.posargs or ("--pin",)),
         env={"OPENBLAS_NUM_THREADS": "1"},
@@ -93,5 +96,5 @@ def bench_dsp(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Load benchmark (CONTRACT §11): `nox -s bench -- --calls 50 --audio mulaw --json f.json`."""
-    session.install("-e", ".")
+    session.install("-e", ".", *LOCK)
     session.run("boba", "bench", *session.posargs)

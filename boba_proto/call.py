@@ -67,6 +67,9 @@ Rules, all from CONTRACT §5
       the first utterance that starts after that comes back (or after 10 s), TIME_LIMIT.
     - `end_call` is answered, then the call ends when the mark after the next
       `AgentAudioDone` comes back (played or cleared: the goodbye was decided), or after 5 s.
+    - No frame at all from the phone side (Twilio sends media continuously, silence
+      included) for more than `phone_silence_seconds` (15 s) ends the call, PHONE_SILENT:
+      the stream is dead, and its slot is freed long before the call limit.
     - The agent's `Error` or loss ends the call with AGENT_FAILED (apology), except while
       ENDING, when the goodbye was already under way. 50 malformed or unknown Twilio
       messages (media or dtmf before `start`, media for another `streamSid` included) end it
@@ -102,6 +105,7 @@ __all__ = [
     "CALLER_CHUNK_BYTES",
     "MAX_MALFORMED",
     "MAX_TWILIO_MEDIA_BYTES",
+    "PHONE_SILENCE_SECONDS",
     "WELCOME_TIMEOUT_SECONDS",
     "Action",
     "AgentAudio",
@@ -147,6 +151,8 @@ GOODBYE_SECONDS = 5.0
 """How long `end_call` waits for the goodbye mark before hanging up anyway."""
 TIME_LIMIT_GOODBYE_SECONDS = 10.0
 """The time-limit goodbye is spoken from an injected message, so it gets longer to arrive."""
+PHONE_SILENCE_SECONDS = 15.0
+"""Twilio sends media continuously (silence included): a stream quiet this long is dead."""
 SETTINGS_TIMEOUT_SECONDS = 10.0
 """An agent that does not apply `Settings` within this long counts as failed."""
 WELCOME_TIMEOUT_SECONDS = 5.0
@@ -252,6 +258,7 @@ class EndReason(enum.Enum):
     TOO_MANY_MALFORMED = "too_many_malformed"
     AGENT_FAILED = "agent_failed"  # agent Error, unreachable, dropped, or never applied Settings
     PHONE_STUCK = "phone_stuck"  # the phone side stopped reading (not the agent's failure)
+    PHONE_SILENT = "phone_silent"  # no Twilio frame for PHONE_SILENCE_SECONDS: a dead stream
 
     @property
     def apologise(self) -> bool:
@@ -344,6 +351,11 @@ class CallConfig:
     call_sid: str = ""
     welcome_timeout_seconds: float = 0.0
     """> 0: `Settings` waits this long for the agent's `Welcome` (see the module docstring)."""
+    sms_countries: tuple[str, ...] = ()
+    """Where `save_phone_number` accepts numbers (`BOBA_SMS_COUNTRIES`; empty: anywhere)."""
+    phone_silence_seconds: float | None = PHONE_SILENCE_SECONDS
+    """End the call after this long without a frame from the phone side (None: never, for
+    a softphone that sends nothing while the caller types)."""
 
 
 class CallState(enum.Enum):
@@ -377,6 +389,7 @@ class CallSession:
         self._in_rate = config.profile.input_rate
         self._in_state = audio.resampler(audio.TWILIO_RATE, self._in_rate).initial_state()
         self._ticks_without_audio = 0
+        self._ticks_without_phone = 0  # ticks since the last frame of any kind from Twilio
         # agent -> caller
         self._out_rate = config.profile.output_rate
         self._out_state = audio.resampler(self._out_rate, audio.TWILIO_RATE).initial_state()
@@ -393,7 +406,9 @@ class CallSession:
         self._goodbye_must_start_later = False  # time limit: not the utterance under way
         self._utterance_started_ending = False
         # functions
-        self._tools = tools.initial_state(config.caller or None, call_sid=config.call_sid)
+        self._tools = tools.initial_state(
+            config.caller or None, call_sid=config.call_sid, sms_regions=config.sms_countries
+        )
         self._answered: set[str] = set()
         self._cancelled: set[str] = set()
         self._awaiting_effect: dict[str, agent.FunctionCall] = {}
@@ -439,28 +454,35 @@ class CallSession:
         match event:
             # the hot paths first: caller audio every 20 ms, agent audio in bursts
             case twilio.Media():
+                self._ticks_without_phone = 0
                 return self._on_media(event)
             case AgentAudio(data=data):
                 return self._on_agent_audio(data)
             case twilio.Mark():
+                self._ticks_without_phone = 0
                 return self._on_mark(event)
             case TimerFired(name=name):
                 return self._on_timer(name)
             case twilio.Start():
                 return self._on_start(event)
             case twilio.Dtmf():
+                self._ticks_without_phone = 0
                 return self._on_dtmf(event)
             case CallerText(text=text):
+                self._ticks_without_phone = 0
                 return self._on_caller_text(text)
             case twilio.Stop() | CallerHungUp():
                 return self._close(EndReason.COMPLETED)
             case PhoneStuck():
                 return self._close(EndReason.PHONE_STUCK)
             case twilio.Connected():
+                self._ticks_without_phone = 0
                 return []
             case twilio.UnknownTwilioEvent(event=name):
+                self._ticks_without_phone = 0
                 return self._malformed(f"unknown Twilio event {name!r}")
             case TwilioMalformed(reason=reason):
+                self._ticks_without_phone = 0
                 return self._malformed(reason)
             case AgentConnected():
                 return self._on_agent_connected()
@@ -480,7 +502,9 @@ class CallSession:
         self.stream_sid = info.stream_sid or event.stream_sid
         self.call_sid = self.call_sid or info.call_sid
         self.caller = self.caller or info.custom_parameters.get("caller", "")
-        self._tools = tools.initial_state(self.caller or None, call_sid=self.call_sid)
+        self._tools = tools.initial_state(
+            self.caller or None, call_sid=self.call_sid, sms_regions=self.config.sms_countries
+        )
         self._state = CallState.CONNECTING_AGENT
         actions: list[Action] = [
             StartTimer(name=TIMER_TICK, seconds=TICK_SECONDS),
@@ -762,6 +786,10 @@ class CallSession:
         if name not in _TIMERS:
             raise LocalProtocolError(f"TimerFired({name!r}) for a timer this session never starts")
         if name == TIMER_TICK:
+            self._ticks_without_phone += 1
+            silence = self.config.phone_silence_seconds
+            if silence is not None and self._ticks_without_phone * TICK_SECONDS > silence:
+                return self._close(EndReason.PHONE_SILENT)  # ticks come 1 s apart: > 15 s
             actions: list[Action] = [StartTimer(name=TIMER_TICK, seconds=TICK_SECONDS)]
             self._ticks_without_audio += 1
             if self._ticks_without_audio >= KEEPALIVE_TICKS and self._state in _AUDIO_FLOWS:

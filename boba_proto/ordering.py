@@ -9,6 +9,7 @@ raises for a caller's mistake.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Final
 
 import msgspec
@@ -32,6 +33,7 @@ __all__ = [
     "remove_item",
     "save_phone",
     "set_sweetness_ice",
+    "sms_region_problem",
     "spoken_list",
     "stage_drink",
     "update_pending",
@@ -327,10 +329,47 @@ INVALID_PHONE: Final = (
 )
 
 
-def save_phone(cart: Cart, text: str) -> tuple[Cart, Result]:
+_COUNTRY_NAMES: Final = MappingProxyType({
+    "US": "the US", "CA": "Canada", "GB": "the UK", "AU": "Australia", "NZ": "New Zealand",
+    "IE": "Ireland", "DE": "Germany", "FR": "France", "ES": "Spain", "IT": "Italy",
+    "NL": "the Netherlands", "MX": "Mexico", "JP": "Japan", "SG": "Singapore",
+})
+
+
+def _countries_spoken(regions: tuple[str, ...]) -> str:
+    names = [_COUNTRY_NAMES.get(code, code) for code in regions]
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def sms_region_problem(phone: str, regions: tuple[str, ...]) -> str | None:
+    """A sentence refusing `phone` (E.164) when the shop does not text its country
+    (`BOBA_SMS_COUNTRIES`: texts abroad are how SMS-pumping fraud bills a shop); else None.
+    An empty `regions` allows every country."""
+    if not regions:
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        region = None
+    if region in regions:
+        return None
+    return (
+        f"Sorry, we can only text phone numbers in {_countries_spoken(regions)}. "
+        "Is there a number there we can text when your order is ready?"
+    )
+
+
+def save_phone(
+    cart: Cart, text: str, sms_regions: tuple[str, ...] = ()
+) -> tuple[Cart, Result]:
     phone = normalize_phone(text)
     if phone is None:
         return cart, refuse(INVALID_PHONE)
+    problem = sms_region_problem(phone, sms_regions)
+    if problem is not None:
+        return cart, refuse(problem)
     return msgspec.structs.replace(cart, phone=phone), {"ok": True, "phone": phone}
 
 

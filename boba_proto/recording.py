@@ -34,6 +34,7 @@ import msgspec
 
 from boba_proto import agent, model, twilio
 from boba_proto.call import (
+    PHONE_SILENCE_SECONDS,
     Action,
     CallConfig,
     CallEvent,
@@ -48,6 +49,7 @@ from boba_proto.menu import Menu
 
 __all__ = [
     "FORMAT",
+    "REDACTED",
     "Header",
     "InputLine",
     "OutputLine",
@@ -60,6 +62,7 @@ __all__ = [
     "encode_input",
     "encode_output",
     "output_record",
+    "redact_secrets",
     "replay_lines",
 ]
 
@@ -74,6 +77,8 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_call_seconds: float
     caller: str = ""
     call_sid: str = ""
+    phone_silence_seconds: float | None = PHONE_SILENCE_SECONDS
+    sms_countries: tuple[str, ...] = ()
     digest_audio: bool = True
     welcome_timeout_seconds: float = 0.0  # absent from older files: they did not wait
 
@@ -94,6 +99,8 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
             caller=s.caller,
             call_sid=s.call_sid,
             welcome_timeout_seconds=s.welcome_timeout_seconds,
+            phone_silence_seconds=s.phone_silence_seconds,
+            sms_countries=s.sms_countries,
         )
 
 
@@ -162,6 +169,8 @@ def encode_header(config: CallConfig, *, started_at: str, digest_audio: bool = T
             max_call_seconds=float(config.max_call_seconds),
             caller=config.caller,
             call_sid=config.call_sid,
+            phone_silence_seconds=config.phone_silence_seconds,
+            sms_countries=config.sms_countries,
             digest_audio=digest_audio,
             welcome_timeout_seconds=config.welcome_timeout_seconds,
         ),
@@ -174,7 +183,21 @@ def _compact(raw: bytes) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(msgspec.json.decode(raw)))
 
 
+REDACTED: Final = "[redacted]"
+"""What a recording keeps of the stream token: it authorises a call, and replay needs none."""
+
+
+def redact_secrets(event: CallEvent) -> CallEvent:
+    """The event as it may be written down: a `start`'s `token` parameter replaced."""
+    if isinstance(event, twilio.Start) and "token" in event.start.custom_parameters:
+        params = {**event.start.custom_parameters, "token": REDACTED}
+        info = msgspec.structs.replace(event.start, custom_parameters=params)
+        return msgspec.structs.replace(event, start=info)
+    return event
+
+
 def _input_record(event: CallEvent) -> object:
+    event = redact_secrets(event)
     module = type(event).__module__
     if isinstance(event, twilio.UnknownTwilioEvent):
         return _TwilioFrame(frame=_compact(event.raw))

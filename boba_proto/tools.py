@@ -61,16 +61,20 @@ class ToolState(msgspec.Struct, frozen=True, kw_only=True):
     placed_order: Order | None = None
     checkout: CommitOrder | None = None  # the commit in flight, if any
     lookups: tuple[LookupOrders, ...] = ()  # order look-ups in flight
+    sms_regions: tuple[str, ...] = ()  # BOBA_SMS_COUNTRIES (empty: any country)
 
     @property
     def checkout_pending(self) -> bool:
         return self.checkout is not None
 
 
-def initial_state(caller_from: str | None, *, call_sid: str = "") -> ToolState:
-    """A call's starting state; `caller_from` is Twilio's `From` (may be "anonymous")."""
+def initial_state(
+    caller_from: str | None, *, call_sid: str = "", sms_regions: tuple[str, ...] = ()
+) -> ToolState:
+    """A call's starting state; `caller_from` is Twilio's `From` (may be "anonymous");
+    `sms_regions` the countries the shop texts (empty: any)."""
     caller = ordering.normalize_phone(caller_from) if caller_from else None
-    return ToolState(caller_phone=caller, call_sid=call_sid)
+    return ToolState(caller_phone=caller, call_sid=call_sid, sms_regions=sms_regions)
 
 
 class ToolReply(msgspec.Struct, frozen=True):
@@ -231,7 +235,7 @@ def dispatch(
                 f"Your order number {state.placed_order.order_number} is already placed, so "
                 "I can't change it on this call."
             ))
-        cart, result = _change_order(menu, state.cart, fn.name, args)
+        cart, result = _change_order(menu, state.cart, fn.name, args, state.sms_regions)
         return msgspec.structs.replace(state, cart=cart), ToolReply(result)
     if fn.name == "menu_summary":
         return state, ToolReply(ordering.menu_summary(menu))
@@ -251,7 +255,9 @@ def dispatch(
     return state, ToolEndCall({"ok": True, "ending": True})
 
 
-def _change_order(menu: Menu, cart: Cart, name: str, args: _Args) -> tuple[Cart, Result]:
+def _change_order(
+    menu: Menu, cart: Cart, name: str, args: _Args, sms_regions: tuple[str, ...] = ()
+) -> tuple[Cart, Result]:
     if name == "add_to_cart":
         return ordering.stage_drink(menu, cart, args.drink())
     if name == "update_pending_item":
@@ -270,7 +276,7 @@ def _change_order(menu: Menu, cart: Cart, name: str, args: _Args) -> tuple[Cart,
         return ordering.set_sweetness_ice(menu, cart, args.index, args.sweetness, args.ice)
     if name == "save_phone_number":
         assert args.phone is not None
-        return ordering.save_phone(cart, args.phone)
+        return ordering.save_phone(cart, args.phone, sms_regions)
     raise LocalProtocolError(f"{name} is not a function that changes the order")
 
 
@@ -295,6 +301,9 @@ def _checkout(
         phone = ordering.normalize_phone(args.phone)
         if phone is None:
             return state, ToolReply(refuse(ordering.INVALID_PHONE))
+        problem = ordering.sms_region_problem(phone, state.sms_regions)
+        if problem is not None:
+            return state, ToolReply(refuse(problem))
     if phone is None:
         return state, ToolReply(refuse(
             "What phone number should we text when your order is ready?"
@@ -318,13 +327,37 @@ def _order_status(
             return state, ToolReply(refuse(
                 "Order numbers have four digits. Which number was it?"
             ))
-    phones = tuple(dict.fromkeys(p for p in (state.caller_phone, state.cart.phone) if p))
+    # This caller's orders (CONTRACT §5): those of the caller ID, the one placed in this
+    # call, and a number the caller merely *said* only together with an order number.
+    placed = state.placed_order
+    said = state.cart.phone if number is not None else None
+    candidates = (state.caller_phone, placed.phone if placed else None, said)
+    phones = tuple(dict.fromkeys(p for p in candidates if p))
     if not phones:
+        if state.cart.phone:
+            return state, ToolReply(refuse(
+                "To check an order for that number, I also need its four-digit order number. "
+                "What is it?"
+            ))
         return state, ToolReply(refuse(
             "I can't see the number you're calling from. What phone number did you order with?"
         ))
     effect = LookupOrders(request_id=request_id, phones=phones, order_number=number)
     return msgspec.structs.replace(state, lookups=(*state.lookups, effect)), ToolEffect(effect)
+
+
+def _callers_order(state: ToolState, lookup: LookupOrders, order: Order) -> bool:
+    """Whether `order` may be told to this caller, whatever the store answered."""
+    if lookup.order_number is not None and order.order_number != lookup.order_number:
+        return False
+    if state.caller_phone is not None and order.phone == state.caller_phone:
+        return True  # the caller ID of this call
+    placed = state.placed_order
+    if placed is not None and order.order_number == placed.order_number \
+            and order.phone == placed.phone and order.created_at == placed.created_at:
+        return True  # placed in this call
+    # A said number: only with the order number of one of its orders.
+    return lookup.order_number is not None and order.phone in lookup.phones
 
 
 # --- effect results ----------------------------------------------------------------------
@@ -375,8 +408,7 @@ def complete_effect(
                     "total": cents_to_dollars(o.total_cents),
                 }
                 for o in result.orders
-                if o.phone in lookup.phones
-                and (lookup.order_number is None or o.order_number == lookup.order_number)
+                if _callers_order(state, lookup, o)
             ]
             return new, {"ok": True, "orders": orders}
         if isinstance(result, EffectFailed):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import trio
 from boba_proto.errors import MenuError
 from boba_proto.menu import Menu, function_specs, parse_menu
 from boba_runtime.call.registry import CallRegistry
+from boba_runtime.config.auth import CredentialLimiter
 from boba_runtime.config.secrets import Secrets, load_secrets
 from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
@@ -41,6 +42,8 @@ class Services:
     sse_ping_interval: float = DEFAULT_PING_INTERVAL
     metrics: Metrics
     calls: CallRegistry
+    credential_limiter: CredentialLimiter = field(default_factory=CredentialLimiter)
+    """Wrong staff passwords of this process, by every means (CONTRACT §3)."""
 
     def __repr__(self) -> str:
         return f"Services(settings={self.settings!r}, started_at={self.started_at!r}, ***)"

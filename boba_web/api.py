@@ -7,6 +7,7 @@ the order's status does not allow 409, a store that does not answer 503.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -19,6 +20,8 @@ from boba_runtime.services import Services
 from boba_runtime.store.order_store import OrderConflict, OrderNotFound, StoreUnavailable
 from boba_web.errors import json_error
 from boba_web.staff import staff_only
+
+log = logging.getLogger("boba.web")
 
 LIST_STATUSES = ("active", "ready", "all")
 DEFAULT_LIMIT = 50
@@ -49,7 +52,9 @@ def parse_limit(text: str | None) -> int | None:
 
 
 def _store_unavailable(error: StoreUnavailable) -> Response:
-    return json_error(503, f"The order store is unavailable right now: {error}")
+    """503 without the store's own words (they may name hosts, paths or SQL): logged."""
+    log.warning("the order store is unavailable: %s", error)
+    return json_error(503, "The order store is unavailable right now; try again shortly.")
 
 
 def register_api(app: QuartTrio, services: Services) -> None:
@@ -120,7 +125,8 @@ def register_api(app: QuartTrio, services: Services) -> None:
             try:
                 await store.ping()
             except StoreUnavailable as error:
-                reason = f"the order store does not answer: {error}"
+                log.warning("/healthz: the order store does not answer: %s", error)
+                reason = "the order store does not answer"
         if scope.cancelled_caught:
             reason = f"the order store did not answer within {HEALTH_TIMEOUT:g} s"
         if reason is not None:

@@ -33,7 +33,7 @@ from boba_runtime.call.agent_link import AgentConnector, local_agent_url, websoc
 from boba_runtime.call.recorder import recorder_factory
 from boba_runtime.call.runner import AgentChooser, CallDeps, CallWiring, call_config_from_settings
 from boba_runtime.cli import serve
-from boba_runtime.config.settings import Settings
+from boba_runtime.config.settings import WILDCARD_HOSTS, Settings, is_loopback_host
 from boba_runtime.services import Services
 from boba_web.api import register_api
 from boba_web.errors import register_error_handlers
@@ -75,7 +75,15 @@ def agent_connector(
         return in_process_connector(menu)
     if url == "local":
         host, port = scope.get("server") or (settings.host, settings.port)
-        url = local_agent_url(str(host), int(port), tls=settings.tls_enabled)
+        host = str(host).strip("[]")
+        if not is_loopback_host(host):
+            if host not in WILDCARD_HOSTS and settings.host not in WILDCARD_HOSTS and menu:
+                # Bound to one outside address only: loopback does not reach us. In process.
+                return in_process_connector(menu)
+            # A wildcard bind (containers): the call arrived on an outside address, which
+            # `/agent/local` refuses; our own loopback address reaches the same server.
+            host = "::1" if ":" in host else "127.0.0.1"
+        url = local_agent_url(host, int(port), tls=settings.tls_enabled)
         # Our own server on loopback: no key, and its certificate names the public host.
         return websocket_connector(
             url, api_key=None, max_message_bytes=settings.max_message_bytes, verify_tls=False

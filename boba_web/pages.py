@@ -4,30 +4,33 @@ Server-rendered templates and a little plain JavaScript shipped in the package (
 step, no CDN). The TV board only ever touches public data (`/api/orders`, the event
 stream); the console's staff data comes from `/barista/orders` and `/api/orders/{n}`,
 both behind the staff check. Everything is built per app by `make_pages_blueprint`: the
-login limiter lives in that closure, not at module level.
+wrong-password limiter is the process's one `CredentialLimiter` (in Services).
 """
 
 from __future__ import annotations
 
-import collections
-import hmac
 import logging
-import time
-from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from quart import Blueprint, Response, jsonify, request
 
 from boba_proto.model import order_to_json
-from boba_runtime.config.auth import SESSION_COOKIE, SESSION_LIFETIME, make_session_cookie
-from boba_runtime.config.proxies import Network
-from boba_runtime.config.proxies import client_address as forwarded_client
+from boba_runtime.config.auth import (
+    LOGIN_PER_ADDRESS_LIMIT,
+    SESSION_COOKIE,
+    SESSION_ENDED,
+    SESSION_LIFETIME,
+    make_session_cookie,
+    password_matches,
+    verify_session_cookie,
+)
 from boba_runtime.metrics import Metrics
 from boba_runtime.store.order_store import OrderStore, StoreError, StoreUnavailable
 from boba_web.errors import json_error
 from boba_web.rendering import BLUEPRINT, render_page
-from boba_web.staff import StaffSecrets, request_is_staff
+from boba_web.staff import StaffSecrets, request_is_staff, request_staff_check, staff_refusal
+from boba_web.staff_auth import Verdict, address_of, count_wrong_password
 
 log = logging.getLogger("boba.web")
 
@@ -44,59 +47,6 @@ class PagesServices(StaffSecrets, Protocol):
     def metrics(self) -> Metrics: ...
 
 
-class LoginLimiter:
-    """Counts failed logins per client address over a sliding window.
-
-    More than `max_failures` failures within `window_s` seconds and that address is told
-    429 until the oldest failure leaves the window. Memory is bounded: past
-    `max_addresses` the address seen longest ago is forgotten first. One limiter per app
-    (per worker process); `clock` is injectable for tests.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_failures: int = 5,
-        window_s: float = 60.0,
-        max_addresses: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self.max_addresses = max_addresses
-        self._clock = clock
-        self._failures: collections.OrderedDict[str, collections.deque[float]] = (
-            collections.OrderedDict()
-        )
-
-    def _recent(self, address: str) -> collections.deque[float]:
-        now = self._clock()
-        times = self._failures.get(address)
-        if times is None:
-            return collections.deque()
-        while times and now - times[0] >= self.window_s:
-            times.popleft()
-        if not times:
-            del self._failures[address]
-        return times
-
-    def retry_after(self, address: str) -> float | None:
-        """Seconds this address must wait, or None when it may try now."""
-        times = self._recent(address)
-        if len(times) < self.max_failures:
-            return None
-        return max(1.0, self.window_s - (self._clock() - times[0]))
-
-    def failed(self, address: str) -> None:
-        times = self._recent(address)
-        times.append(self._clock())
-        self._failures[address] = times
-        self._failures.move_to_end(address)
-        while len(self._failures) > self.max_addresses:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
 
 
 def _see_other(path: str) -> Response:
@@ -120,8 +70,6 @@ def make_pages_blueprint(
     services: PagesServices,
     *,
     public_url: str | None = None,
-    limiter: LoginLimiter | None = None,
-    trusted_proxies: tuple[Network, ...] = (),
 ) -> Blueprint:
     """The pages, login/logout, the console's staff list and `/metrics` for one app."""
     pages = Blueprint(
@@ -132,14 +80,10 @@ def make_pages_blueprint(
         static_url_path=ASSETS_URL,
     )
     now = services.clock
-    login_limiter = limiter if limiter is not None else LoginLimiter()
     secure_cookie_default = bool(public_url and public_url.startswith("https://"))
 
     def client_address() -> str:
-        """The client behind a trusted proxy (X-Forwarded-For), else the peer."""
-        return forwarded_client(
-            request.remote_addr, request.headers.get("X-Forwarded-For"), trusted_proxies
-        )
+        return address_of(services, request.scope, request.headers)
 
     def cookie_flags() -> dict[str, Any]:
         """The session cookie's attributes: the same to set it and to clear it."""
@@ -152,7 +96,7 @@ def make_pages_blueprint(
 
     @pages.get("/barista")
     async def barista() -> Response:
-        if not request_is_staff(services):
+        if not await request_is_staff(services):
             return await render_page("login.html")
         return await render_page("barista.html")
 
@@ -165,29 +109,27 @@ def make_pages_blueprint(
     async def login() -> Response:
         if not _same_origin(public_url):
             return await render_page("login.html", 403, error="Log in from this site's own page.")
-        address = client_address()
-        wait = login_limiter.retry_after(address)
-        if wait is not None:
-            seconds = int(wait + 0.999)  # whole seconds, rounded up
-            response = await render_page(
-                "login.html",
-                429,
-                error=f"Too many wrong passwords. Try again in {seconds} seconds.",
-            )
-            response.headers["Retry-After"] = str(seconds)
-            return response
         form = await request.form
         given = form.get("password", "")
-        if not given or not hmac.compare_digest(
-            given.encode("utf-8"), services.staff_password.encode("utf-8")
-        ):
-            login_limiter.failed(address)
+        if not password_matches(given, services.staff_password):
+            # Only wrong guesses are limited: the right password logs in from anywhere.
+            check = count_wrong_password(
+                services, client_address(), per_address=LOGIN_PER_ADDRESS_LIMIT
+            )
+            if check.verdict is Verdict.LIMITED:
+                seconds = check.retry_after
+                response = await render_page(
+                    "login.html",
+                    429,
+                    error=f"Too many wrong passwords. Try again in {seconds} seconds.",
+                )
+                response.headers["Retry-After"] = str(seconds)
+                return response
             return await render_page("login.html", 401, error="That password is not right.")
-        login_limiter.succeeded(address)
         response = _see_other("/barista")
         response.set_cookie(
             SESSION_COOKIE,
-            make_session_cookie(services.secret_key, now()),
+            make_session_cookie(services.secret_key, now(), password=services.staff_password),
             max_age=int(SESSION_LIFETIME.total_seconds()),
             **cookie_flags(),
         )
@@ -197,6 +139,21 @@ def make_pages_blueprint(
     async def logout() -> Response:
         if not _same_origin(public_url):
             return await render_page("login.html", 403, error="Log out from this site's own page.")
+        session = verify_session_cookie(
+            services.secret_key, request.cookies.get(SESSION_COOKIE), now(),
+            password=services.staff_password,
+        )
+        if session is not None:
+            # Ended on the server: the old cookie is refused on every worker and instance.
+            try:
+                await services.store.claim_once(
+                    SESSION_ENDED, session.session_id, expires_at=session.expires_at
+                )
+            except StoreError:
+                log.exception("logout: could not record the end of the session")
+                return await render_page(
+                    "login.html", 503, error="Logging out failed; try again shortly."
+                )
         response = _see_other("/barista")
         response.delete_cookie(SESSION_COOKIE, **cookie_flags())
         return response
@@ -204,8 +161,9 @@ def make_pages_blueprint(
     @pages.get("/barista/orders")
     async def console_orders() -> Response:
         """Active orders with phone and SMS state, for the console (staff only)."""
-        if not request_is_staff(services):
-            return json_error(401, "Staff login required.", WWW_Authenticate="Bearer")
+        check = await request_staff_check(services)
+        if not check.ok:
+            return staff_refusal(check, "Staff login required.", WWW_Authenticate="Bearer")
         try:
             orders = await services.store.list_orders(status="active", limit=CONSOLE_LIST_LIMIT)
         except StoreUnavailable:
@@ -219,9 +177,10 @@ def make_pages_blueprint(
 
     @pages.get("/metrics")
     async def metrics() -> Response:
-        if not request_is_staff(services):
-            return json_error(
-                401, "Send the staff password as a Bearer token.", WWW_Authenticate="Bearer"
+        check = await request_staff_check(services)
+        if not check.ok:
+            return staff_refusal(
+                check, "Send the staff password as a Bearer token.", WWW_Authenticate="Bearer"
             )
         collector = services.metrics
         if collector is None:
@@ -240,5 +199,4 @@ def register_pages(app: Any, services: PagesServices, **options: Any) -> None:
     """
     settings = getattr(services, "settings", None)
     options.setdefault("public_url", getattr(settings, "public_url", None))
-    options.setdefault("trusted_proxies", getattr(settings, "proxy_networks", ()))
     app.register_blueprint(make_pages_blueprint(services, **options))

@@ -15,6 +15,7 @@ custom parameter, when given, is the number used for "is my order ready".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import uuid
 from urllib.parse import urlsplit
@@ -31,7 +32,8 @@ from boba_runtime.services import Services
 from boba_web.compat import ClientDisconnectedError, QuartPhone, current_websocket
 from boba_web.errors import json_error
 from boba_web.rendering import render_page
-from boba_web.staff import has_staff_credentials, request_is_staff
+from boba_web.staff import request_is_staff, staff_refusal
+from boba_web.staff_auth import check_staff
 
 __all__ = ["register_phone_routes"]
 
@@ -52,19 +54,24 @@ def _origin_ok(origin: str | None, host: str | None, public_url: str) -> bool:
 def register_phone_routes(app: QuartTrio, services: Services, calls: CallWiring) -> None:
     """GET /phone and WS /phone/ws; calls run with the shared `calls`."""
     settings = services.settings
-    call_deps = calls.deps
+    # A softphone sends nothing while its user types (`boba call`, the text box): silence
+    # on it is not a dead stream, as it would be on Twilio's.
+    call_deps = dataclasses.replace(
+        calls.deps, config=dataclasses.replace(calls.deps.config, phone_silence_seconds=None)
+    )
 
     @app.get("/phone")
     async def phone_page() -> Response:
-        if not request_is_staff(services):
+        if not await request_is_staff(services):
             return await render_page("login.html")
         return await render_page("phone.html")
 
     @app.websocket("/phone/ws")
     async def phone_socket() -> Response | None:
         ws = current_websocket()
-        if not has_staff_credentials(services, ws.headers, ws.cookies):
-            return json_error(401, "Staff login required.", WWW_Authenticate="Bearer")
+        check = await check_staff(services, ws.scope, ws.headers, ws.cookies)
+        if not check.ok:
+            return staff_refusal(check, "Staff login required.", WWW_Authenticate="Bearer")
         if not _origin_ok(ws.headers.get("Origin"), ws.headers.get("Host"), settings.public_url):
             return json_error(403, "Open the phone from this site's own page.")
         await ws.accept()

@@ -13,6 +13,8 @@ from quart_trio import QuartTrio
 from boba_runtime.services import Services
 from boba_runtime.store.feed import sse_frames
 from boba_web.errors import json_error
+from boba_web.sse_limits import SseSlots
+from boba_web.staff_auth import address_of
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -32,8 +34,18 @@ def parse_last_event_id(value: str | None) -> int | None:
 
 
 def register_sse(app: QuartTrio, services: Services) -> None:
+    slots = SseSlots(max_total=services.settings.max_sse_clients)
+
     @app.get("/orders/events")
     async def order_events() -> Response:
+        address = address_of(services, request.scope, request.headers)
+        refused = slots.refusal(address)
+        if refused == 503:
+            return json_error(503, "Too many event-stream clients right now; try again shortly.",
+                              Retry_After="5")
+        if refused == 429:
+            return json_error(429, "Too many event streams from this address.",
+                              Retry_After="5")
         try:
             last_id = parse_last_event_id(
                 request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
@@ -45,6 +57,6 @@ def register_sse(app: QuartTrio, services: Services) -> None:
         else:
             subscription = services.feed.subscribe(last_id)
         frames = sse_frames(subscription, ping_interval=services.sse_ping_interval)
-        response = Response(frames, headers=SSE_HEADERS)
+        response = Response(slots.hold(address, frames), headers=SSE_HEADERS)
         response.timeout = None  # an endless stream: no RESPONSE_TIMEOUT
         return response

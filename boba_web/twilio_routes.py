@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from quart import Response, request, websocket
@@ -37,8 +39,11 @@ from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-unt
 from boba_proto import twilio as tw
 from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.call.runner import Authorize, CallWiring, run_call
+from boba_runtime.call.stream_tokens import token_expiry
+from boba_runtime.config.logsafe import shown
 from boba_runtime.config.settings import Settings
 from boba_runtime.services import Services
+from boba_runtime.store.order_store import StoreError
 from boba_web.compat import ClientDisconnectedError, QuartPhone, current_websocket
 from boba_web.errors import json_error
 
@@ -106,8 +111,9 @@ def signature_ok(
         return True
     token = settings.twilio_auth_token
     if token is None:
-        # Cannot validate: acceptable only for local development on a loopback address.
-        return settings.bound_to_loopback
+        # Cannot validate: acceptable only for local development, bound to loopback and
+        # reached through a loopback public URL (not a public one behind a proxy).
+        return settings.unsigned_twilio_allowed
     signature = headers.get(SIGNATURE_HEADER)
     if not signature:
         return False
@@ -128,14 +134,38 @@ def forbidden() -> Response:
     return json_error(403, "The X-Twilio-Signature is missing or wrong.")
 
 
-def token_check(registry: CallRegistry) -> Authorize:
-    """The `start` event's token must be the one `/voice` issued for its callSid."""
+STREAM_TOKEN_USED = "stream-token"
+"""The store's mark kind for a stream token that opened a call (accepted once)."""
 
-    def authorize(start: tw.Start) -> str | None:
-        token = start.start.custom_parameters.get("token", "")
-        if registry.token_valid(start.start.call_sid, token):
-            return None
-        return "the stream's token does not match its callSid"
+CALL_SID = re.compile(r"CA[0-9a-f]{32}")
+"""Twilio's shape of a CallSid: `CA` and 32 lowercase hex digits."""
+
+
+def call_sid_ok(call_sid: str) -> bool:
+    return CALL_SID.fullmatch(call_sid) is not None
+
+
+def token_check(registry: CallRegistry, store: Any) -> Authorize:
+    """The `start` event's token must be the one `/voice` issued for its callSid and
+    caller, unexpired, and not used before (by any worker: the store keeps the mark)."""
+
+    async def authorize(start: tw.Start) -> str | None:
+        info = start.start
+        token = info.custom_parameters.get("token", "")
+        caller = info.custom_parameters.get("caller", "")
+        why = registry.token_problem(info.call_sid, caller, token)
+        if why is not None:
+            return why
+        expiry = token_expiry(token)
+        assert expiry is not None  # token_problem checked its shape
+        expires_at = datetime.fromtimestamp(expiry, UTC) + timedelta(seconds=1)
+        try:
+            first = await store.claim_once(STREAM_TOKEN_USED, info.call_sid, expires_at=expires_at)
+        except StoreError:
+            return "the store does not answer, so the stream's token cannot be checked"
+        if not first:
+            return "the stream's token was already used (a second start for this callSid)"
+        return None
 
     return authorize
 
@@ -148,7 +178,7 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
     settings: Settings = services.settings
     call_deps = calls.deps
     registry = call_deps.registry
-    authorize = token_check(registry)
+    authorize = token_check(registry, services.store)
 
     async def signed_form() -> Any | None:
         """The webhook's form, or None (logged) when its X-Twilio-Signature is not right."""
@@ -156,7 +186,7 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         url = webhook_url(settings, request.path, request.query_string)
         if signature_ok(settings, url, form, request.headers):
             return form
-        log.warning("POST %s refused: bad or missing X-Twilio-Signature", request.path)
+        log.warning("POST %s refused: bad or missing X-Twilio-Signature", shown(request.path))
         return None
 
     @app.post("/voice")
@@ -168,13 +198,16 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         caller = form.get("From", "")
         if not call_sid:
             return json_error(400, "The call webhook has no CallSid.")
+        if not call_sid_ok(call_sid):
+            log.warning("POST /voice refused: CallSid %s is not Twilio's shape", shown(call_sid))
+            return json_error(400, "The CallSid is not CA followed by 32 hex digits.")
         try:
             registry.reserve(call_sid)
         except CallsFull:
             log.warning("call %s: busy (%d calls in progress)", call_sid, registry.load,
                         extra={"call_sid": call_sid})  # before the call's own task tree
             return Response(busy_twiml(), 200, content_type=TWIML)
-        token = registry.token_for(call_sid)
+        token = registry.token_for(call_sid, caller)
         twiml = connect_twiml(settings, caller=caller, call_sid=call_sid, token=token)
         return Response(twiml, 200, content_type=TWIML)
 

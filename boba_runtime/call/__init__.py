@@ -1,5 +1,6 @@
 """One call's life: `run_call` around the core's `CallSession` (`runner`), the per-process
-call registry (slots, stream tokens, outcomes: `registry`), the link to the agent
+call registry (slots, stream tokens, outcomes: `registry`; the tokens themselves:
+`stream_tokens`), the link to the agent
 (`agent_link`), the softphone's phone side (`softphone`) and the session recorder
 (`recorder`).
 

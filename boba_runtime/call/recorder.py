@@ -4,12 +4,14 @@ The lines come from the pure `boba_proto.recording.Recorder` (CONTRACT §10); th
 only decides the file name (`{UTC start time}-{CallSid}.jsonl`), buffers lines in memory
 and appends them from a worker thread every half second, so a call's frame path never
 waits on the disk. A call that is refused before it starts (wrong token, no free slot)
-leaves no file.
+leaves no file. Files are mode 600 in a folder created mode 700, and the stream token is
+redacted in them (`boba_proto.recording.redact_secrets`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,8 +38,15 @@ def session_file_name(started_at: datetime, call_sid: str) -> str:
 
 
 def _append(path: Path, text: str) -> None:
-    with path.open("a", encoding="utf-8") as f:
+    # Mode 600: a recording holds phone numbers and whole conversations (CONTRACT §10).
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(text)
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create `directory` (and missing parents) mode 700; an existing one is left alone."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 class CallRecorder:
@@ -112,7 +121,7 @@ def recorder_factory(
 ) -> Callable[[CallConfig], CallRecorder]:
     """`CallDeps.open_recorder` for `BOBA_RECORD_DIR` (the directory is created here)."""
     directory = Path(record_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dir(directory)
 
     def open_recorder(config: CallConfig) -> CallRecorder:
         return CallRecorder(directory, config, started_at=now(), digest_audio=digest_audio)

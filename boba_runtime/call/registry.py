@@ -10,15 +10,13 @@ module-level state) and is touched only from the trio thread, so it needs no loc
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-TOKEN_BYTES = 16
-"""Tokens are the first 16 bytes (32 hex digits) of HMAC-SHA256(secret, callSid)."""
+from boba_runtime.call import stream_tokens
+from boba_runtime.call.stream_tokens import TOKEN_TTL_S
 
 PENDING_SECONDS = 30.0
 """How long a `/voice` answer holds a slot before its stream must have started."""
@@ -35,19 +33,6 @@ class CallOutcome(enum.Enum):
 
     NORMAL = "normal"  # stop, hang-up, end_call, time limit, too many malformed frames
     FAILED = "failed"  # the agent failed or could not be reached (or our own bug): apologise
-
-
-def call_token(secret_key: bytes, call_sid: str) -> str:
-    """The stream token for one call: an HMAC, so no table is needed to check it later."""
-    digest = hmac.new(secret_key, call_sid.encode("utf-8"), hashlib.sha256).digest()
-    return digest[:TOKEN_BYTES].hex()
-
-
-def token_matches(secret_key: bytes, call_sid: str, token: str) -> bool:
-    """Constant-time check of a token presented in `start.customParameters`."""
-    if not call_sid or not token:
-        return False
-    return hmac.compare_digest(call_token(secret_key, call_sid), token)
 
 
 class CallsFull(Exception):
@@ -73,12 +58,16 @@ class CallRegistry:
         max_calls: int,
         secret_key: bytes,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        token_ttl: float = TOKEN_TTL_S,
     ) -> None:
         if max_calls < 1:
             raise ValueError("max_calls must be at least 1")
         self.max_calls = max_calls
-        self._secret_key = secret_key
+        self._stream_key = stream_tokens.stream_key(secret_key)
         self._clock = clock
+        self._wall_clock = wall_clock
+        self.token_ttl = token_ttl
         self._pending: dict[str, float] = {}  # call sid -> expiry
         self._active: set[str] = set()  # call sids whose stream is running (one each)
         self._anonymous_active = 0  # calls without a Twilio CallSid (softphone, tests)
@@ -86,11 +75,21 @@ class CallRegistry:
 
     # --- tokens ---------------------------------------------------------------------------
 
-    def token_for(self, call_sid: str) -> str:
-        return call_token(self._secret_key, call_sid)
+    def token_for(self, call_sid: str, caller: str) -> str:
+        """The stream token `/voice` puts into the TwiML for this call and caller."""
+        return stream_tokens.issue_token(
+            self._stream_key, call_sid, caller, now=self._wall_clock(), ttl=self.token_ttl
+        )
 
-    def token_valid(self, call_sid: str, token: str) -> bool:
-        return token_matches(self._secret_key, call_sid, token)
+    def token_problem(self, call_sid: str, caller: str, token: str) -> str | None:
+        """None for a token issued for this callSid and caller, not yet expired; else why.
+
+        That a token is used only once is checked separately, in the store (see
+        `boba_web.twilio_routes.token_check`): a replay may reach another worker.
+        """
+        return stream_tokens.token_problem(
+            self._stream_key, call_sid, caller, token, now=self._wall_clock()
+        )
 
     # --- capacity ---------------------------------------------------------------------------
 

@@ -20,9 +20,10 @@ and `close()` (the Twilio WebSocket in `boba_web.twilio_routes`, the staff softp
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Protocol, TypeVar
@@ -68,6 +69,7 @@ from boba_runtime.call.agent_link import (
 )
 from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.config.logs import call_log_scope, name_current_call
+from boba_runtime.config.logsafe import shown
 from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
 from boba_runtime.store.order_store import StoreError
@@ -82,6 +84,8 @@ CONTROL_SLACK = 64
 """Control frames (marks, JSON) may exceed a send queue by this much; they are never dropped."""
 CLOSE_TIMEOUT_S = 2.0
 """Bound on closing either socket at the end of a call (CONTRACT §5: agent within 2 s)."""
+START_TIMEOUT_S = 10.0
+"""How long an accepted phone socket may wait before its `start` (CONTRACT §3: 10 s)."""
 COMMIT_TIMEOUT_S = 15.0
 """Bound on one store effect; a commit in flight finishes even if the caller hangs up."""
 
@@ -157,6 +161,8 @@ class CallDeps:
     max_message_bytes: int = 65536
     metrics: Metrics | None = None
     open_recorder: Callable[[CallConfig], CallRecorderLike] | None = None
+    start_timeout_s: float = START_TIMEOUT_S
+    """A phone socket that has not sent `start` within this long is closed (CONTRACT §3)."""
 
 
 AgentChooser = Callable[[Mapping[str, Any]], AgentConnector]
@@ -172,8 +178,9 @@ class CallWiring:
     choose_agent: AgentChooser
 
 
-Authorize = Callable[[twilio.Start], str | None]
-"""Checks `start` before any agent connection: None to admit, else why the call is refused."""
+Authorize = Callable[[twilio.Start], str | Awaitable[str | None] | None]
+"""Checks `start` before any agent connection: None to admit, else why the call is refused.
+May be async (the stream token's single use is kept in the store)."""
 
 Observe = Callable[[Action], None]
 """Sees every observation action (Transcript, FunctionCalled, ...), e.g. for a softphone."""
@@ -292,6 +299,12 @@ class _Call:
         self.started = False
         self.close_code = CLOSE_NORMAL
         self.slot = ExitStack()
+        self.start_deadline = self.t0 + deps.start_timeout_s
+
+    @property
+    def log_sid(self) -> str:
+        """The call's sid for a log line: it came from the peer, so escaped (no forged lines)."""
+        return shown(self.report.call_sid) if self.report.call_sid else "(no sid)"
 
     # --- the core -------------------------------------------------------------------------
 
@@ -354,9 +367,11 @@ class _Call:
         match action:
             # What callers say (phone numbers included) stays out of the INFO log.
             case Transcript(role=role, content=content):
-                log.debug("call %s %s: %s", self.report.call_sid, role, content)
+                log.debug("call %s %s: %s", self.log_sid, role, shown(content))
             case FunctionCalled(id=call_id, name=name, arguments=arguments, result=result):
-                log.debug("call %s fn %s(%s) -> %s", self.report.call_sid, name, arguments, result)
+                log.debug(
+                    "call %s fn %s(%s) -> %s", self.log_sid, name, shown(arguments), shown(result)
+                )
                 if metrics is not None:
                     # Pure functions answer at once; store-bound ones took their effect's time.
                     started = self.effect_started.pop(call_id, trio.current_time())
@@ -365,11 +380,15 @@ class _Call:
                 if metrics is not None:
                     metrics.agent_latency(seconds)
             case AgentErrorReported(code=code, description=description):
-                log.warning("call %s agent error %s: %s", self.report.call_sid, code, description)
+                log.warning(
+                    "call %s agent error %s: %s", self.log_sid, shown(code), shown(description)
+                )
                 if metrics is not None:
                     metrics.agent_error()
             case AgentWarningReported(code=code, description=description):
-                log.info("call %s agent warning %s: %s", self.report.call_sid, code, description)
+                log.info(
+                    "call %s agent warning %s: %s", self.log_sid, shown(code), shown(description)
+                )
         if self.observe is not None:
             self.observe(action)
 
@@ -383,7 +402,7 @@ class _Call:
         self.report.end_reason = reason
         outcome = CallOutcome.FAILED if reason.apologise else CallOutcome.NORMAL
         self.deps.registry.record_end(self.report.call_sid, outcome)
-        log.info("call %s ended: %s", self.report.call_sid or "(no sid)", reason.value)
+        log.info("call %s ended: %s", self.log_sid, reason.value)
         self._stop()
 
     def _stop(self) -> None:
@@ -401,7 +420,7 @@ class _Call:
 
     def _fail(self, why: str) -> None:
         """A runtime failure (not the session's decision): end as an agent failure."""
-        log.error("call %s: %s", self.report.call_sid, why)
+        log.error("call %s: %s", self.log_sid, why)
         if not self.ended:
             self.feed(AgentLost(reason=why))
         if not self.ended:  # the session was already closing: end anyway
@@ -409,7 +428,7 @@ class _Call:
 
     def _phone_stuck(self, why: str) -> None:
         """The phone side stopped reading: its own end reason, not the agent's failure."""
-        log.error("call %s: %s", self.report.call_sid, why)
+        log.error("call %s: %s", self.log_sid, why)
         self.feed(PhoneStuck(reason=why))
         if not self.ended:  # cannot happen (the session closes on PhoneStuck), but be sure
             self.end(EndReason.PHONE_STUCK)
@@ -418,7 +437,7 @@ class _Call:
         self.report.refused = why
         self.close_code = code
         self.ended = True
-        log.warning("call refused: %s", why)
+        log.warning("call %s refused: %s", self.log_sid, why)
         self._stop()
 
     # --- timers -------------------------------------------------------------------------------
@@ -450,7 +469,7 @@ class _Call:
                     with trio.CancelScope(shield=True), trio.fail_after(COMMIT_TIMEOUT_S):
                         order = await self.deps.store.commit_order(draft)
                     self.report.orders.append(order)
-                    log.info("call %s committed order %s", self.report.call_sid, order.order_number)
+                    log.info("call %s committed order %s", self.log_sid, order.order_number)
                     result = model.OrderCommitted(request_id=request_id, order=order)
                 case model.LookupOrders(request_id=request_id, phones=phones):
                     with trio.fail_after(COMMIT_TIMEOUT_S):
@@ -459,21 +478,34 @@ class _Call:
                         )
                     result = model.OrdersFound(request_id=request_id, orders=tuple(orders))
         except (StoreError, trio.TooSlowError) as exc:
-            log.error("call %s: store effect failed: %s", self.report.call_sid, exc)
+            log.error("call %s: store effect failed: %s", self.log_sid, exc)
             result = model.EffectFailed(request_id=effect.request_id, reason=str(exc) or "timeout")
         self.feed(result)
 
     # --- the phone side -----------------------------------------------------------------------
 
+    async def _receive(self) -> str | bytes | None:
+        """The next phone frame; None when the socket has waited too long for `start`."""
+        if self.started:
+            return await self.phone.receive()
+        with trio.move_on_at(self.start_deadline):
+            return await self.phone.receive()
+        return None
+
     async def phone_reader(self) -> None:
         limit = self.deps.max_message_bytes
         try:
             while True:
-                frame = await self.phone.receive()
+                frame = await self._receive()
+                if frame is None:
+                    self.refuse(
+                        f"no start within {self.deps.start_timeout_s:g} s", CLOSE_POLICY
+                    )
+                    return
                 if len(frame) > limit:
                     log.warning(
                         "call %s: %d-byte message over the %d-byte limit; closing",
-                        self.report.call_sid,
+                        self.log_sid,
                         len(frame),
                         limit,
                     )
@@ -483,11 +515,11 @@ class _Call:
                 try:
                     event = self.decode_phone(frame)
                 except RemoteProtocolError as exc:
-                    log.info("call %s: skipped a frame: %s", self.report.call_sid, exc.message)
+                    log.info("call %s: skipped a frame: %s", self.log_sid, shown(exc.message))
                     self.feed(TwilioMalformed(reason=exc.message))
                     continue
                 if isinstance(event, twilio.Start) and not self.started:
-                    if not self._admit(event):
+                    if not await self._admit(event):
                         return
                     self.feed(event)
                     assert self.link_nursery is not None
@@ -497,13 +529,14 @@ class _Call:
         except PhoneClosed:
             self.feed(CallerHungUp())
 
-    def _admit(self, start: twilio.Start) -> bool:
+    async def _admit(self, start: twilio.Start) -> bool:
         """Token and capacity checks, before any agent connection is opened."""
         call_sid = start.start.call_sid
         self.report.call_sid = call_sid
         name_current_call(call_sid)  # every log line of this call's tasks carries it now
         if self.authorize is not None:
-            why = self.authorize(start)
+            verdict = self.authorize(start)
+            why = await verdict if inspect.isawaitable(verdict) else verdict
             if why is not None:
                 self.refuse(why, CLOSE_POLICY)
                 return False
@@ -532,7 +565,7 @@ class _Call:
     # --- the agent side -----------------------------------------------------------------------
 
     def _agent_closed(self, exc: AgentClosed) -> None:
-        log.warning("call %s: agent link lost: %s", self.report.call_sid, exc.reason)
+        log.warning("call %s: agent link lost: %s", self.log_sid, exc.reason)
         self.feed(AgentLost(reason=exc.reason))
 
     async def agent_main(self) -> None:
@@ -556,7 +589,7 @@ class _Call:
                                 self._agent_closed(exc)
                         # The call is over: the writer stops at its closed queue.
         except AgentUnreachable as exc:
-            log.error("call %s: agent unreachable: %s", self.report.call_sid, exc.reason)
+            log.error("call %s: agent unreachable: %s", self.log_sid, exc.reason)
             self.feed(AgentLost(reason=exc.reason))
         except AgentClosed as exc:
             self._agent_closed(exc)
@@ -575,7 +608,9 @@ class _Call:
         try:
             message = agent.decode(frame)
         except RemoteProtocolError as exc:
-            log.warning("call %s: skipped an agent message: %s", self.report.call_sid, exc.message)
+            log.warning(
+                "call %s: skipped an agent message: %s", self.log_sid, shown(exc.message)
+            )
             return
         self.feed(message)
 
@@ -656,7 +691,7 @@ async def _run_call(
                 await call.close_phone()
     except Exception:
         # Our own bug: the caller should hear the apology rather than silence.
-        log.exception("call %s crashed", call.report.call_sid)
+        log.exception("call %s crashed", call.log_sid)
         if call.report.end_reason is None or not call.report.end_reason.apologise:
             call.report.end_reason = EndReason.AGENT_FAILED
             deps.registry.record_end(call.report.call_sid, CallOutcome.FAILED)
@@ -707,4 +742,5 @@ def call_config_from_settings(settings: Settings, menu: Menu) -> CallConfig:
         menu=menu,
         max_call_seconds=float(settings.max_call_seconds),
         welcome_timeout_seconds=WELCOME_TIMEOUT_SECONDS,  # the core waits for Welcome
+        sms_countries=settings.sms_countries,
     )

@@ -1,7 +1,7 @@
 """The commands: `boba serve`'s process supervisor (`serve`, with its Hypercorn patch
-`hypercorn_guard`), `boba replay` (`replay`), `boba call` (`phone`), `boba bench`
-(`bench`, `bench_driver`, `bench_baseline`), `boba check` (`check`), `boba backup`
-(`backup`), and here the `boba` console script that
+`hypercorn_guard` and its open-files limit `fdlimit`), `boba replay` (`replay`), `boba
+call` (`phone`), `boba bench` (`bench`, `bench_driver`, `bench_baseline`), `boba check`
+(`check`), `boba backup` (`backup`), and here the `boba` console script that
 dispatches to them, one subcommand per module, imported only when used.
 
 May import anything in the runtime; nothing in the runtime imports this (the web

@@ -12,12 +12,15 @@ with a large body stopped `boba serve`.
 `guard_connections()` wraps Hypercorn's per-connection `TCPServer.run`: an `Exception`
 escaping one connection is logged and ends that connection only (its socket is closed by
 Hypercorn's own `finally`). Cancellation and other `BaseException`s pass through untouched.
-Applied once per process; calling it again is harmless.
+Applied once per process; calling it again is harmless. The wrapped method is private, so
+pyproject.toml bounds Hypercorn to versions where it exists, and `guard_connections`
+fails loudly (and `tests/runtime/test_hypercorn_guard.py` with it) if it is gone.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,8 +34,14 @@ _MARK = "_boba_guarded"
 
 def guard_connections() -> None:
     """Make Hypercorn's trio `TCPServer.run` contain its own failures (idempotent)."""
-    server_class: Any = tcp_server.TCPServer
-    original: Callable[[Any], Awaitable[None]] = server_class.run
+    server_class: Any = getattr(tcp_server, "TCPServer", None)
+    original: Callable[[Any], Awaitable[None]] | None = getattr(server_class, "run", None)
+    if original is None or not inspect.iscoroutinefunction(original):
+        # A private API: pyproject.toml bounds Hypercorn to versions where it exists.
+        raise RuntimeError(
+            "hypercorn.trio.tcp_server.TCPServer.run (async) is gone in this Hypercorn "
+            "version; boba_runtime.cli.hypercorn_guard needs updating"
+        )
     if getattr(original, _MARK, False):
         return
 

@@ -38,6 +38,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from boba_proto.menu import Menu
+from boba_runtime.cli.fdlimit import raise_open_files_limit
 from boba_runtime.cli.hypercorn_guard import guard_connections
 from boba_runtime.config.logs import configure_logging
 from boba_runtime.config.secrets import Secrets, load_secrets
@@ -204,7 +205,8 @@ def print_banner(settings: Settings, secrets: Secrets, base_url: str, workers: i
     if not settings.twilio_signatures_checked:
         if settings.validate_twilio:
             lines.append("  note: no TWILIO_AUTH_TOKEN: Twilio signatures are NOT checked "
-                         "(allowed only because the server is bound to loopback)")
+                         "(allowed only because both the bind address and BOBA_PUBLIC_URL "
+                         "are loopback)")
         else:
             lines.append("  note: BOBA_VALIDATE_TWILIO=false: Twilio signatures are NOT checked")
     if settings.agent_url == "local":
@@ -395,9 +397,10 @@ def main(
         secrets = load_secrets(settings)
         if settings.record_dir is not None:
             try:
-                os.makedirs(settings.record_dir, exist_ok=True)
+                os.makedirs(settings.record_dir, mode=0o700, exist_ok=True)
             except OSError as error:
                 raise SettingsError("BOBA_RECORD_DIR", f"cannot create it: {error}") from None
+        raise_open_files_limit()  # every call and event stream holds a descriptor
         listen_fd = flags.get(LISTEN_FD)
         if listen_fd is not None:  # a worker of `--workers N`
             listener = socket.socket(fileno=int(listen_fd))

@@ -16,6 +16,9 @@ import msgspec
 
 from boba_runtime.config.settings import Settings, SettingsError
 
+MIN_STAFF_PASSWORD_CHARS = 12
+"""A staff password the shop sets must be at least this long (CONTRACT §2); guessing is
+rate-limited, but a short one would still fall to a patient attacker."""
 STAFF_PASSWORD_FILE = "staff-password"
 SECRET_KEY_FILE = "secret-key"
 
@@ -53,10 +56,17 @@ def _read_or_create(path: Path, make: str) -> tuple[str, bool]:
 def load_secrets(settings: Settings) -> Secrets:
     """Blocking file I/O: call before `trio.run` or through `trio.to_thread.run_sync`."""
     data_dir = settings.data_path
+    given = settings.staff_password
+    if given is not None and len(given) < MIN_STAFF_PASSWORD_CHARS:
+        raise SettingsError(
+            "BOBA_STAFF_PASSWORD",
+            f"must have at least {MIN_STAFF_PASSWORD_CHARS} characters (it has {len(given)}); "
+            "or leave it unset and one is generated",
+        )
     needs_files = settings.staff_password is None or settings.secret_key is None
     if needs_files:
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise SettingsError("BOBA_DATA_DIR", f"cannot create {data_dir}: {error}") from None
     try:

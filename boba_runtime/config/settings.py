@@ -72,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ready_expiry_minutes: float = 30.0
     workers: int = 1
     trusted_proxies: str = ""  # BOBA_TRUSTED_PROXIES as given (checked); see `proxy_networks`
+    sms_countries: tuple[str, ...] = ("US",)
+    max_sse_clients: int = 500
     public_url_is_default: bool = True  # False when BOBA_PUBLIC_URL was given
 
     def __repr__(self) -> str:
@@ -103,6 +105,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def twilio_signatures_checked(self) -> bool:
         """False when validation is off, or allowed to be skipped (no token, loopback)."""
         return self.validate_twilio and self.twilio_auth_token is not None
+
+    @property
+    def public_url_is_loopback(self) -> bool:
+        return is_loopback_host(urlsplit(self.public_url).hostname or "")
+
+    @property
+    def unsigned_twilio_allowed(self) -> bool:
+        """Validation on but no auth token: only for local development, bound to loopback
+        *and* reached through a loopback public URL (CONTRACT §2)."""
+        return self.bound_to_loopback and self.public_url_is_loopback
 
     @property
     def proxy_networks(self) -> tuple[Network, ...]:
@@ -147,6 +159,8 @@ VARIABLES: dict[str, str] = {
     "TWILIO_API_BASE_URL": "twilio_api_base_url",
     "BOBA_VALIDATE_TWILIO": "validate_twilio",
     "BOBA_TRUSTED_PROXIES": "trusted_proxies",
+    "BOBA_SMS_COUNTRIES": "sms_countries",
+    "BOBA_MAX_SSE_CLIENTS": "max_sse_clients",
     "BOBA_SMS": "sms",
     "BOBA_STAFF_PASSWORD": "staff_password",
     "BOBA_SECRET_KEY": "secret_key",
@@ -368,6 +382,7 @@ def _derive(raw: Mapping[str, str]) -> Settings:
 
     validate_raw = raw.get("BOBA_VALIDATE_TWILIO")
     validate = True if validate_raw is None else _boolean("BOBA_VALIDATE_TWILIO", validate_raw)
+    public_host = urlsplit(public_url).hostname or ""
     if validate and token is None and not is_loopback_host(host):
         raise SettingsError(
             "BOBA_VALIDATE_TWILIO",
@@ -375,12 +390,24 @@ def _derive(raw: Mapping[str, str]) -> Settings:
             "is not a loopback address; set TWILIO_AUTH_TOKEN, or BOBA_VALIDATE_TWILIO=false "
             "to accept unsigned requests",
         )
+    if validate and token is None and not is_loopback_host(public_host):
+        raise SettingsError(
+            "BOBA_VALIDATE_TWILIO",
+            f"no TWILIO_AUTH_TOKEN to check Twilio signatures with, and BOBA_PUBLIC_URL "
+            f"names {public_host!r}, which is not a loopback host (a proxy would pass "
+            "unsigned webhooks from anyone); set TWILIO_AUTH_TOKEN, or "
+            "BOBA_VALIDATE_TWILIO=false to accept unsigned requests",
+        )
 
     trusted_proxies = raw.get("BOBA_TRUSTED_PROXIES", "")
     try:
         parse_trusted_proxies(trusted_proxies)
     except ValueError as error:
         raise SettingsError("BOBA_TRUSTED_PROXIES", str(error)) from None
+
+    sms_countries = _take(
+        raw, "BOBA_SMS_COUNTRIES", _sms_countries, default_sms_countries(from_number)
+    )
 
     audio: str = _take(
         raw, "BOBA_AUDIO", lambda t: _choice("BOBA_AUDIO", t, ("linear16", "mulaw")), "linear16"
@@ -447,5 +474,38 @@ def _derive(raw: Mapping[str, str]) -> Settings:
             raw, "BOBA_WORKERS", lambda t: _integer("BOBA_WORKERS", t, low=1), base.workers
         ),
         trusted_proxies=trusted_proxies,
+        sms_countries=sms_countries,
+        max_sse_clients=_take(
+            raw, "BOBA_MAX_SSE_CLIENTS", lambda t: _integer("BOBA_MAX_SSE_CLIENTS", t, low=1),
+            base.max_sse_clients,
+        ),
         public_url_is_default=explicit_public is None,
     )
+
+
+def default_sms_countries(from_number: str | None) -> tuple[str, ...]:
+    """The country of `TWILIO_FROM_NUMBER`, else the US (CONTRACT §2 `BOBA_SMS_COUNTRIES`)."""
+    import phonenumbers
+
+    if from_number:
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(from_number, None))
+        except phonenumbers.NumberParseException:
+            region = None
+        if region and region != "ZZ":
+            return (region,)
+    return ("US",)
+
+
+def _sms_countries(text: str) -> tuple[str, ...]:
+    import phonenumbers
+
+    codes = tuple(dict.fromkeys(c.strip().upper() for c in text.split(",") if c.strip()))
+    if not codes:
+        raise SettingsError("BOBA_SMS_COUNTRIES", "expected at least one ISO region code")
+    unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
+    if unknown:
+        raise SettingsError(
+            "BOBA_SMS_COUNTRIES", f"not ISO region codes phone numbers use: {', '.join(unknown)}"
+        )
+    return codes

@@ -16,6 +16,7 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import random
 import re
 import sqlite3
@@ -186,6 +187,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data TEXT NOT NULL
         )""",
     ),
+    # 2: marks that must hold across workers and instances: a stream token used once,
+    # a staff session ended by logout (boba_runtime.security_marks).
+    (
+        """CREATE TABLE once_marks (
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            PRIMARY KEY (kind, key)
+        )""",
+        "CREATE INDEX once_marks_expiry ON once_marks (expires_at)",
+    ),
 )
 
 # PostgreSQL: the same tables. Times are text in the "C" collation so that text order is
@@ -231,6 +243,15 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TEXT COLLATE "C" NOT NULL,
             data TEXT NOT NULL
         )""",
+    ),
+    (
+        """CREATE TABLE once_marks (
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            expires_at TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (kind, key)
+        )""",
+        "CREATE INDEX once_marks_expiry ON once_marks (expires_at)",
     ),
 )
 
@@ -299,6 +320,20 @@ class _Conn(Protocol):
     def close(self) -> None: ...
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the database file mode 600 (its folder 700) before SQLite opens it.
+
+    It holds phone numbers (CONTRACT §2). SQLite gives its `-wal` and `-shm` files the
+    database file's own mode, so they are private too. An existing file is left as it is.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 class _SqliteConn:
     """SQLite: WAL, `synchronous=FULL`, writers serialised by `BEGIN IMMEDIATE`."""
 
@@ -308,7 +343,7 @@ class _SqliteConn:
 
     def __init__(self, path: str, busy_timeout: float) -> None:
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(Path(path))
         self.raw = sqlite3.connect(
             path,
             timeout=busy_timeout,
@@ -767,6 +802,29 @@ class _Db:
             counts[key] = counts.get(key, 0) + int(n)
         return counts
 
+    # -- marks that hold across workers (stream tokens used, sessions ended) --
+
+    def claim_once(self, kind: str, key: str, expires_at: datetime, now: datetime) -> bool:
+        """Insert the mark unless a live one exists; True when this call inserted it."""
+
+        def work(conn: _Conn) -> bool:
+            conn.execute("DELETE FROM once_marks WHERE expires_at <= ?", (format_time(now),))
+            cursor = conn.execute(
+                "INSERT INTO once_marks (kind, key, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO NOTHING",
+                (kind, key, format_time(expires_at)),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(work)
+
+    def has_mark(self, kind: str, key: str, now: datetime) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM once_marks WHERE kind = ? AND key = ? AND expires_at > ?",
+            (kind, key, format_time(now)),
+        ).fetchone()
+        return row is not None
+
     def ping(self) -> None:
         self.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
 
@@ -881,6 +939,15 @@ class OrderStore:
                 message = redact_url(str(exc))
                 raise StoreUnavailable(f"the order database does not answer: {message}") from exc
             raise
+
+    async def claim_once(self, kind: str, key: str, *, expires_at: datetime) -> bool:
+        """Mark (kind, key) until `expires_at`, for every worker and instance sharing this
+        store. True for the first claim; False while a live mark exists."""
+        return await self._run(self._db.claim_once, kind, key, expires_at, self.clock())
+
+    async def has_mark(self, kind: str, key: str) -> bool:
+        """True while a mark made by `claim_once` is live."""
+        return await self._run(self._db.has_mark, kind, key, self.clock())
 
     async def ping(self) -> None:
         await self._run(self._db.ping)

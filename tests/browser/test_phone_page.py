@@ -37,7 +37,10 @@ async def test_a_whole_order_typed_on_the_phone_page(
     chromium = find_chromium()
     assert chromium is not None, "no Chromium: run scripts/setup-browser.sh"
     base = boba_server.base_url
-    cookie = make_session_cookie(boba_server.services.secret_key, datetime.now(UTC))
+    services = boba_server.services
+    cookie = make_session_cookie(
+        services.secret_key, datetime.now(UTC), password=services.staff_password
+    )
     async with launch_browser(chromium) as browser:
         page = await browser.new_page(width=768, height=1024)
         await page.send("Network.setCookie", name="boba_session", value=cookie, url=base)

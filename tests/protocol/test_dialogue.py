@@ -429,7 +429,18 @@ def test_a_status_question_without_a_number_asks_for_it() -> None:
     assert "What phone number" in ask.text
     answer = c.say("four one five five five five zero one four two")
     assert answer.names == ["save_phone_number", "order_status"]
-    assert "can't find any orders" in answer.text
+    # a said number alone finds nothing (CONTRACT §5): the order number is needed too
+    assert "order number" in answer.text
+
+
+def test_a_said_number_with_its_order_number_hears_the_status() -> None:
+    c = Conversation()
+    c.past_orders.append(placed().committed[0])
+    ask = c.say("is order 4782 ready yet?")
+    assert "What phone number" in ask.text
+    answer = c.say("four one five five five five zero one four two")
+    assert answer.names == ["save_phone_number", "order_status"]
+    assert answer.text.startswith("Order 4 7 8 2 is being prepared.")
 
 
 def test_a_caller_with_a_number_hears_each_orders_status() -> None:

@@ -343,6 +343,47 @@ def test_order_status_failure_and_unknown_caller() -> None:
         "I can't see the number you're calling from. What phone number did you order with?"))
 
 
+SAID = "+14155552671"  # what PHONE saves
+
+
+def test_order_status_a_said_number_alone_reveals_nothing() -> None:
+    """CONTRACT §5 (issue #13 point 2): a number the caller merely says matches only
+    together with the order number of one of its orders."""
+    anonymous = tools.initial_state("anonymous")
+    state, outcome = run([*PHONE, ("order_status", {})], anonymous)
+    assert isinstance(outcome, ToolReply) and outcome.result["ok"] is False
+    assert "order number" in str(outcome.result["error"])
+    assert state.lookups == ()
+    # With a caller ID, the said number is not looked up without an order number.
+    state, outcome = run([*PHONE, ("order_status", {})])
+    assert outcome == ToolEffect(LookupOrders(request_id="fc_1", phones=(CALLER,)))
+    # Whatever the store answers, the said number's orders stay out.
+    found = OrdersFound(request_id="fc_1", orders=(order("1234", CALLER), order("4782", SAID)))
+    _, result = tools.complete_effect(MENU, state, "order_status", found)
+    assert [o["order_number"] for o in result["orders"]] == ["1234"]
+
+
+def test_order_status_said_number_with_its_order_number_returns_that_order() -> None:
+    anonymous = tools.initial_state("anonymous")
+    state, outcome = run([*PHONE, ("order_status", {"order_number": "4782"})], anonymous)
+    assert outcome == ToolEffect(LookupOrders(
+        request_id="fc_1", phones=(SAID,), order_number="4782"))
+    found = OrdersFound(request_id="fc_1", orders=(order("4782", SAID), order("1111", SAID)))
+    _, result = tools.complete_effect(MENU, state, "order_status", found)
+    assert [o["order_number"] for o in result["orders"]] == ["4782"]
+
+
+def test_order_status_includes_the_order_placed_in_this_call() -> None:
+    anonymous = tools.initial_state("anonymous")
+    placed = order("4782", SAID, OrderStatus.RECEIVED)
+    state = msgspec.structs.replace(anonymous, placed_order=placed)
+    state, outcome = run([("order_status", {})], state)
+    assert outcome == ToolEffect(LookupOrders(request_id="fc_0", phones=(SAID,)))
+    found = OrdersFound(request_id="fc_0", orders=(placed, order("1111", SAID)))
+    _, result = tools.complete_effect(MENU, state, "order_status", found)
+    assert [o["order_number"] for o in result["orders"]] == ["4782"]
+
+
 def test_initial_state_normalises_the_caller() -> None:
     assert tools.initial_state("+1 (415) 555-0100").caller_phone == CALLER
     assert tools.initial_state("client:browser").caller_phone is None

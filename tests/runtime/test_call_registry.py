@@ -11,7 +11,6 @@ from boba_runtime.call.registry import (
     CallOutcome,
     CallRegistry,
     CallsFull,
-    token_matches,
 )
 from tests.helpers.server import settings_for_test
 
@@ -81,14 +80,29 @@ def test_outcomes_keep_failures_and_are_bounded() -> None:
     assert calls.outcome("CA3") is None
 
 
-def test_tokens_are_per_call_and_checked_in_constant_time() -> None:
-    calls, _ = registry()
-    token = calls.token_for("CA1")
-    assert calls.token_valid("CA1", token)
-    assert not calls.token_valid("CA2", token)
-    assert not calls.token_valid("CA1", token.upper())
-    assert not calls.token_valid("CA1", "")
-    assert not token_matches(b"other key", "CA1", token)
+def test_tokens_bind_call_caller_and_expiry() -> None:
+    wall = FakeWallClock()
+    calls = CallRegistry(max_calls=2, secret_key=b"k" * 32, wall_clock=wall)
+    other = CallRegistry(max_calls=2, secret_key=b"other key", wall_clock=wall)
+    token = calls.token_for("CA1", "+14155551234")
+    assert calls.token_problem("CA1", "+14155551234", token) is None
+    assert calls.token_problem("CA2", "+14155551234", token) is not None
+    assert calls.token_problem("CA1", "+14155550000", token) is not None  # another caller
+    assert calls.token_problem("CA1", "+14155551234", token.upper()) is not None
+    assert calls.token_problem("CA1", "+14155551234", "") is not None
+    assert other.token_problem("CA1", "+14155551234", token) is not None
+    wall.now += 59
+    assert calls.token_problem("CA1", "+14155551234", token) is None
+    wall.now += 1  # 60 s after issue
+    assert calls.token_problem("CA1", "+14155551234", token) == "the stream's token has expired"
+
+
+class FakeWallClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def settings(tmp_path, **env: str):

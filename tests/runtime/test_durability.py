@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from boba_runtime.store.order_store import OrderStore, sqlite_path_from_url
+from boba_runtime.store.order_store import MIGRATIONS, OrderStore, sqlite_path_from_url
 
 CHILD = r"""
 import sys
@@ -155,7 +155,7 @@ def test_concurrent_first_open_migrates_once(tmp_path: Path) -> None:
         assert child.returncode == 0, err
         assert len(out.split()) == 4
     conn = sqlite3.connect(sqlite_path_from_url(url))
-    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
     conn.close()
 
 

@@ -86,7 +86,7 @@ def test_derived_public_url_agent_url_and_sms() -> None:
     assert wildcard.public_url == "http://127.0.0.1:9000"
     ipv6 = load({"BOBA_HOST": "::1"})
     assert ipv6.public_url == "http://[::1]:8000"
-    public = load({"BOBA_PUBLIC_URL": "https://boba.example.com/"})
+    public = load({"BOBA_PUBLIC_URL": "https://boba.example.com/", "TWILIO_AUTH_TOKEN": "t"})
     assert public.public_url == "https://boba.example.com"
     assert public.stream_url == "wss://boba.example.com/twilio"
     assert public.with_port(1234).public_url == "https://boba.example.com"
@@ -198,6 +198,11 @@ def test_generated_secrets_are_kept_with_mode_600_and_reused(tmp_path: Path) -> 
     assert first.staff_password not in repr(first)
 
     given = load_secrets(load({"BOBA_DATA_DIR": str(tmp_path / "other"),
-                               "BOBA_STAFF_PASSWORD": "pw", "BOBA_SECRET_KEY": "key"}))
-    assert (given.staff_password, given.secret_key, given.password_file) == ("pw", b"key", None)
+                               "BOBA_STAFF_PASSWORD": "pw-twelve-chars",
+                               "BOBA_SECRET_KEY": "key"}))
+    assert (given.staff_password, given.secret_key, given.password_file) == (
+        "pw-twelve-chars", b"key", None)
     assert not (tmp_path / "other").exists()  # nothing to generate, nothing written
+    with pytest.raises(SettingsError, match="BOBA_STAFF_PASSWORD: must have at least 12"):
+        load_secrets(load({"BOBA_DATA_DIR": str(tmp_path / "short"),
+                           "BOBA_STAFF_PASSWORD": "eleven-char"}))

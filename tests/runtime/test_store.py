@@ -15,6 +15,7 @@ import trio
 
 from boba_proto.model import Drink, OrderDraft, OrderStatus
 from boba_runtime.store.order_store import (
+    MIGRATIONS,
     OrderConflict,
     OrderNotFound,
     OrderNumbersExhausted,
@@ -506,9 +507,9 @@ def test_url_forms() -> None:
 async def test_migrations_run_once_and_newer_schema_is_refused(db_url: str, tmp_path: Path) -> None:
     nested = f"sqlite:///{tmp_path}/new/dir/orders.sqlite3"
     async with await OrderStore.open(nested) as store:
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == len(MIGRATIONS)
     async with await OrderStore.open(nested) as store:
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == len(MIGRATIONS)
     path = sqlite_path_from_url(nested)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -125,9 +125,12 @@ async def test_session_cookie_is_accepted_until_it_expires(
     services = boba_server.services
     order = await place_order(services)
     path = f"/api/orders/{order.order_number}"
-    fresh = make_session_cookie(services.secret_key, services.clock())
-    old = make_session_cookie(services.secret_key, services.clock() - timedelta(hours=13))
-    forged = make_session_cookie(b"another key", services.clock())
+    pw = services.staff_password
+    fresh = make_session_cookie(services.secret_key, services.clock(), password=pw)
+    old = make_session_cookie(
+        services.secret_key, services.clock() - timedelta(hours=13), password=pw
+    )
+    forged = make_session_cookie(b"another key", services.clock(), password=pw)
     client.cookies.set(SESSION_COOKIE, fresh)
     assert (await client.get(path)).status_code == 200
     for bad in (old, forged, "", "123.abc", fresh + "x"):

@@ -546,7 +546,7 @@ async def test_replayed_stream_of_a_running_call_is_refused(tmp_path: Path) -> N
                     await second.send_connected()
                     await second.send_start()
                     await second.closed.wait()
-                assert second.close_code == 1013
+                assert second.close_code == 1008  # the token is accepted once (CONTRACT §3)
                 assert not first.closed.is_set()  # the real call goes on
                 await first.send_stop()
                 await first.closed.wait()

@@ -174,7 +174,7 @@ async def test_voice_twiml_is_the_contracts_text(shop: Shop, client: httpx.Async
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/xml")
     token = parse_twiml(response.text).parameters["token"]
-    assert re.fullmatch(r"[0-9a-f]{32}", token)
+    assert re.fullmatch(r"[0-9]+\.[0-9a-f]{32}", token)  # expiry . MAC (CONTRACT §3)
     # The contract's texts verbatim (`"/>`, not the twilio package's `" />`).
     assert response.text.endswith(
         "<Response><Say>Connecting you to the Deepgram Boba Rista.</Say>"
@@ -341,8 +341,9 @@ async def test_login_throttle_is_429_from_one_address(shop: Shop) -> None:
         codes = [(await other.post("/login", data={"password": "guess"})).status_code
                  for _ in range(6)]
         assert codes == [401] * 5 + [429]
-        blocked = await other.post("/login", data={"password": PASSWORD})
-        assert blocked.status_code == 429 and "set-cookie" not in blocked.headers
+        # Only wrong guesses are refused: the right password still logs in.
+        right = await other.post("/login", data={"password": PASSWORD})
+        assert right.status_code == 303 and "set-cookie" in right.headers
 
 
 async def test_transitions_status_codes_and_sms_on_the_wire(
@@ -492,6 +493,7 @@ def test_public_url_scheme_in_any_case_still_means_https() -> None:
     from boba_runtime.config.settings import load_settings
 
     settings = load_settings({}, {"BOBA_PUBLIC_URL": "HTTPS://Boba.Example.com/",
+                                  "TWILIO_AUTH_TOKEN": "t",
                                   "BOBA_DATA_DIR": "/nonexistent-audit"}, None)
     assert settings.public_url == "https://Boba.Example.com"
     assert settings.stream_url == "wss://Boba.Example.com/twilio"

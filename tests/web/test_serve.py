@@ -118,6 +118,12 @@ def test_a_bad_setting_stops_the_start_with_exit_2(tmp_path: Path) -> None:
     (["--port", "abc"], {}, "", "BOBA_PORT"),
     (["--workers", "0"], {}, "", "BOBA_WORKERS"),
     ([], {"BOBA_HOST": "0.0.0.0"}, "", "BOBA_VALIDATE_TWILIO"),
+    # issue #13 point 4: loopback bind, but a public URL behind a proxy and no auth token
+    ([], {"BOBA_PUBLIC_URL": "https://boba.example.com"}, "", "BOBA_VALIDATE_TWILIO"),
+    # issue #13 point 3: a staff password the shop sets needs 12 characters
+    ([], {"BOBA_STAFF_PASSWORD": "short-pass1"}, "", "BOBA_STAFF_PASSWORD"),
+    ([], {"BOBA_TRUSTED_PROXIES": "10.0.0.0/8,proxy"}, "", "BOBA_TRUSTED_PROXIES"),
+    ([], {"BOBA_MAX_SSE_CLIENTS": "0"}, "", "BOBA_MAX_SSE_CLIENTS"),
     ([], {}, "BOBA_MAX_CALLS=many\n", "BOBA_MAX_CALLS"),
     ([], {"BOBA_MENU": "missing.toml"}, "", "BOBA_MENU"),
     ([], {"BOBA_DATABASE": "postgresql://db.example.com/boba"}, "", "BOBA_DATABASE"),
@@ -248,3 +254,38 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
         while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
             time.sleep(0.1)
         assert not any(Path(f"/proc/{c}").exists() for c in children)
+
+
+@pytest.mark.slow
+def test_serve_raises_its_open_files_limit_to_the_hard_limit(tmp_path: Path) -> None:
+    """1,000 idle event streams took the server down at a soft limit of 1024 (issue #13
+    point 5): `boba serve` raises the soft limit to the hard one at start and logs it."""
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+    if hard == low:
+        pytest.skip("the hard limit is too low to tell a raise from none")
+
+    def lower_the_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "boba_runtime.cli", "serve", "--port", "0"],
+        cwd=tmp_path, env=clean_env(), text=True, preexec_fn=lower_the_soft_limit,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        ServeProcess(process).wait_for_banner()
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        expected = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+        assert line.split()[3] == expected or int(line.split()[3]) > low, line
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        _, stderr = process.communicate()
+        assert f"open files limit: {line.split()[3]} (was {low}" in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from boba_runtime.call.registry import CallOutcome, call_token
+from boba_runtime.call.registry import CallOutcome
+from boba_runtime.call.stream_tokens import issue_token, stream_key, token_problem
 from boba_web.twilio_routes import APOLOGY, BUSY, CONNECTING
 from tests.fakes.twilio_client import form, make_call_sid, parse_twiml, post_webhook, sign
 from tests.helpers.server import running_server
@@ -44,20 +46,21 @@ async def test_voice_answers_with_connect_stream_and_parameters(tmp_path: Path) 
         assert twiml.says == [CONNECTING]
         assert twiml.connect_action == f"{PUBLIC}/voice/after"
         assert twiml.stream_url == "wss://boba.example.com/twilio"
-        assert twiml.parameters == {
-            "caller": "+14155551234",
-            "callSid": sid,
-            "token": call_token(server.services.secret_key, sid),
-        }
+        token = twiml.parameters.pop("token")
+        assert twiml.parameters == {"caller": "+14155551234", "callSid": sid}
+        key = stream_key(server.services.secret_key)
+        assert token_problem(key, sid, "+14155551234", token, now=time.time()) is None
         # The order of verbs: Say first, then Connect.
         assert response.text.index("<Say>") < response.text.index("<Connect")
 
 
-async def test_tokens_differ_per_call_and_per_secret(tmp_path: Path) -> None:
+async def test_tokens_differ_per_call_caller_and_secret(tmp_path: Path) -> None:
     a, b = make_call_sid(1), make_call_sid(2)
-    assert call_token(b"k1", a) != call_token(b"k1", b)
-    assert call_token(b"k1", a) != call_token(b"k2", a)
-    assert len(call_token(b"k1", a)) == 32
+    k1, k2 = stream_key(b"k1"), stream_key(b"k2")
+    caller = "+14155551234"
+    assert issue_token(k1, a, caller, now=0) != issue_token(k1, b, caller, now=0)
+    assert issue_token(k1, a, caller, now=0) != issue_token(k2, a, caller, now=0)
+    assert issue_token(k1, a, caller, now=0) != issue_token(k1, a, "+14155550000", now=0)
 
 
 @pytest.mark.parametrize(
