@@ -96,7 +96,8 @@ def count_wrong_password(
     limiter = limiter_of(services)
     wait = limiter.retry_after(address, per_address=per_address)
     if wait is not None:
-        log.warning("wrong staff password from %s refused: too many (429)", shown(address))
+        # DEBUG: a guessing script must not flood the log; the first refusals were logged.
+        log.debug("wrong staff password from %s refused: too many (429)", shown(address))
         return StaffCheck(Verdict.LIMITED, retry_after=int(wait + 0.999))
     limiter.failed(address)
     log.info("wrong staff password from %s", shown(address))
