@@ -280,6 +280,9 @@ async def _serve_main(
                 nursery.cancel_scope.cancel()  # drained: stop watching signals
 
             started = await nursery.start(shop_then_stop)
+            # Every call and event stream holds a descriptor. Raised once the start can no
+            # longer fail, so a refused start prints its one line and nothing else.
+            raise_open_files_limit()
             if parent_pid is None:
                 print_banner(started.services.settings, secrets, started.base_url)
             else:
@@ -400,7 +403,6 @@ def main(
                 os.makedirs(settings.record_dir, mode=0o700, exist_ok=True)
             except OSError as error:
                 raise SettingsError("BOBA_RECORD_DIR", f"cannot create it: {error}") from None
-        raise_open_files_limit()  # every call and event stream holds a descriptor
         listen_fd = flags.get(LISTEN_FD)
         if listen_fd is not None:  # a worker of `--workers N`
             listener = socket.socket(fileno=int(listen_fd))
