@@ -19,6 +19,7 @@ import trio
 
 from boba_proto.errors import MenuError
 from boba_proto.menu import Menu, function_specs, parse_menu
+from boba_runtime.call.records import CallRecordWriter
 from boba_runtime.call.registry import CallRegistry
 from boba_runtime.config.auth import CredentialLimiter
 from boba_runtime.config.secrets import Secrets, load_secrets
@@ -44,6 +45,7 @@ class Services:
     calls: CallRegistry
     credential_limiter: CredentialLimiter = field(default_factory=CredentialLimiter)
     """Wrong staff passwords of this process, by every means (CONTRACT §3)."""
+    call_records: CallRecordWriter | None = None  # None: calls are not kept
 
     def __repr__(self) -> str:
         return f"Services(settings={self.settings!r}, started_at={self.started_at!r}, ***)"
@@ -67,6 +69,13 @@ def load_menu(settings: Settings) -> Menu:
 def new_metrics(menu: Menu) -> Metrics:
     """This process's `Metrics`, its function label bounded to the menu's functions."""
     return Metrics(function_names=[spec.name for spec in function_specs(menu)])
+
+
+async def start_call_records(nursery: trio.Nursery, store: OrderStore) -> CallRecordWriter:
+    """This process's call-record writer (CONTRACT §13), running in `nursery`."""
+    writer = CallRecordWriter(store, clock=store.clock)
+    await nursery.start(writer.run)
+    return writer
 
 
 @asynccontextmanager
@@ -103,6 +112,7 @@ async def open_services(
                 feed_options["client_buffer"] = client_buffer
             feed = EventFeed(store, **feed_options)
             await nursery.start(feed.run)
+            call_records = await start_call_records(nursery, store)
             yield Services(
                 settings=settings,
                 menu=menu,
@@ -115,6 +125,7 @@ async def open_services(
                 sse_ping_interval=sse_ping_interval,
                 metrics=new_metrics(menu),
                 calls=CallRegistry(max_calls=settings.max_calls, secret_key=secrets.secret_key),
+                call_records=call_records,
             )
             nursery.cancel_scope.cancel()
     finally:

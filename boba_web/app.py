@@ -2,7 +2,8 @@
 
     boba serve ─▶ serve_command ─▶ boba_runtime.cli.serve.main(app_factory=create_app)
                                    └── open_services(settings) ─▶ create_app(services)
-                                       ├── build_call_deps(services)   one CallDeps
+                                       ├── build_call_deps(services)   one CallDeps (with the
+                                       │                               call-record tap)
                                        ├── agent_connector(...)        Deepgram / fake / local
                                        └── register_x(app, ...)        the routes
 
@@ -20,26 +21,35 @@ No module-level state: everything is built per call of `create_app` from `Servic
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from quart import request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from boba_proto.call import CallConfig
 from boba_proto.menu import Menu
 from boba_runtime.agent.server import in_process_connector
 from boba_runtime.call.agent_link import AgentConnector, local_agent_url, websocket_connector
 from boba_runtime.call.recorder import recorder_factory
-from boba_runtime.call.runner import AgentChooser, CallDeps, CallWiring, call_config_from_settings
+from boba_runtime.call.runner import (
+    AgentChooser,
+    CallDeps,
+    CallRecorderLike,
+    CallWiring,
+    call_config_from_settings,
+)
 from boba_runtime.cli import serve
 from boba_runtime.config.settings import WILDCARD_HOSTS, Settings, is_loopback_host
 from boba_runtime.services import Services
 from boba_web.api import register_api
+from boba_web.calls_routes import register_calls_routes
 from boba_web.errors import register_error_handlers
 from boba_web.local_agent_route import register_local_agent_route
 from boba_web.pages import register_pages
 from boba_web.phone_routes import register_phone_routes
+from boba_web.reports import register_report_routes
 from boba_web.sse import register_sse
 from boba_web.twilio_routes import register_twilio_routes
 
@@ -53,6 +63,11 @@ def build_call_deps(services: Services) -> CallDeps:
     """What every call of this process shares: built once per app, for `/twilio` and
     `/phone/ws` alike."""
     settings = services.settings
+    open_recorder: Callable[[CallConfig], CallRecorderLike] | None = (
+        recorder_factory(settings.record_dir) if settings.record_dir else None
+    )
+    if services.call_records is not None:  # every call kept with its transcript (§13)
+        open_recorder = services.call_records.recorder_factory(open_recorder)
     # No commit hook: the store's own change signal wakes the event feed and the SMS worker.
     return CallDeps(
         config=call_config_from_settings(settings, services.menu),
@@ -60,7 +75,7 @@ def build_call_deps(services: Services) -> CallDeps:
         registry=services.calls,
         max_message_bytes=settings.max_message_bytes,
         metrics=services.metrics,
-        open_recorder=recorder_factory(settings.record_dir) if settings.record_dir else None,
+        open_recorder=open_recorder,
     )
 
 
@@ -132,6 +147,8 @@ def create_app(services: Services) -> QuartTrio:
     register_twilio_routes(app, services, calls)
     register_local_agent_route(app, services)
     register_phone_routes(app, services, calls)
+    register_calls_routes(app, services)
+    register_report_routes(app, services)
     # Other features register here, one line each: register_x(app, services).
     return app
 

@@ -37,6 +37,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped]
 from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
 
 from boba_proto import twilio as tw
+from boba_runtime.call.records import Outcome
 from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.call.runner import Authorize, CallWiring, run_call
 from boba_runtime.call.stream_tokens import token_expiry
@@ -206,6 +207,10 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         except CallsFull:
             log.warning("call %s: busy (%d calls in progress)", call_sid, registry.load,
                         extra={"call_sid": call_sid})  # before the call's own task tree
+            if services.call_records is not None:  # CONTRACT §13: a busy call is kept too
+                services.call_records.record_unanswered(
+                    call_sid, caller=caller, outcome=Outcome.BUSY
+                )
             return Response(busy_twiml(), 200, content_type=TWIML)
         token = registry.token_for(call_sid, caller)
         twiml = connect_twiml(settings, caller=caller, call_sid=call_sid, token=token)

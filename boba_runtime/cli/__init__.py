@@ -1,8 +1,8 @@
 """The commands: `boba serve`'s process supervisor (`serve`, with its Hypercorn patch
 `hypercorn_guard` and its open-files limit `fdlimit`), `boba replay` (`replay`), `boba
 call` (`phone`), `boba bench` (`bench`, `bench_driver`, `bench_baseline`), `boba check`
-(`check`), `boba backup` (`backup`), and here the `boba` console script that
-dispatches to them, one subcommand per module, imported only when used.
+(`check`), `boba backup` (`backup`), `boba erase` (`erase`), and here the `boba` console
+script that dispatches to them, one subcommand per module, imported only when used.
 
 May import anything in the runtime; nothing in the runtime imports this (the web
 layer's composition root does: it hands `serve.main` its app factory).
@@ -31,6 +31,7 @@ SUBCOMMANDS: Final = {
     "bench": ("boba_runtime.cli.bench", "The load benchmark."),
     "check": ("boba_runtime.cli.check", "Check the settings and everything they point at."),
     "backup": ("boba_runtime.cli.backup", "A consistent copy of the order store while it serves."),
+    "erase": ("boba_runtime.cli.erase", "Erase one person's data (--phone)."),
 }
 PLUGGED_HELP: Final = {"serve": "Run the shop: web, calls, SMS and the store."}
 

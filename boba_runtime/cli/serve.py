@@ -4,9 +4,10 @@
     └── root nursery
         ├── signal watcher      SIGINT/SIGTERM → graceful shutdown; a second one → stop now
         └── run_shop
-            ├── store + event feed      (open_services)
+            ├── store + event feed      (open_services, with the call-record writer)
             ├── SMS outbox worker
             ├── ready-expiry task       ready → picked_up after BOBA_READY_EXPIRY_MINUTES
+            ├── retention task          BOBA_RETENTION_DAYS: at start, then hourly
             └── hypercorn.trio.serve    app_factory(services), our own listening socket
 
 The runtime does not import the web layer (DESIGN §1): `run_shop` and `main` take the
@@ -46,6 +47,7 @@ from boba_runtime.config.settings import Settings, SettingsError, load_settings
 from boba_runtime.services import Services, load_menu, open_services
 from boba_runtime.store.feed import DEFAULT_PING_INTERVAL
 from boba_runtime.store.order_store import run_ready_expiry
+from boba_runtime.store.retention import run_retention
 from boba_runtime.store.sms import make_sender, run_sms_worker
 
 log = logging.getLogger("boba.serve")
@@ -124,6 +126,18 @@ async def expire_ready_orders(services: Services) -> None:
     )
 
 
+async def keep_retention(
+    services: Services, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """BOBA_RETENTION_DAYS: erase old personal data and recordings, at start and hourly."""
+    await run_retention(
+        services.store,
+        days=services.settings.retention_days,
+        record_dir=services.settings.record_dir,
+        task_status=task_status,
+    )
+
+
 AppFactory = Callable[[Services], Any]
 """Services -> the ASGI app (`boba_web.app.create_app`, handed in by the composition root)."""
 
@@ -180,6 +194,7 @@ async def run_shop(
 
                 await nursery.start(run_sms_worker, services.store, sender)
                 nursery.start_soon(expire_ready_orders, services)
+                await nursery.start(keep_retention, services)
                 binds: list[str] = await nursery.start(serve_then_stop)
                 task_status.started(ShopStarted(base_url=binds[0], services=services))
     finally:

@@ -70,6 +70,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_call_seconds: float = 600.0
     max_message_bytes: int = 65536
     ready_expiry_minutes: float = 30.0
+    retention_days: int = 30
     workers: int = 1
     trusted_proxies: str = ""  # BOBA_TRUSTED_PROXIES as given (checked); see `proxy_networks`
     sms_countries: tuple[str, ...] = ("US",)
@@ -170,6 +171,7 @@ VARIABLES: dict[str, str] = {
     "BOBA_MAX_CALL_SECONDS": "max_call_seconds",
     "BOBA_MAX_MESSAGE_BYTES": "max_message_bytes",
     "BOBA_READY_EXPIRY_MINUTES": "ready_expiry_minutes",
+    "BOBA_RETENTION_DAYS": "retention_days",
     "BOBA_WORKERS": "workers",
     "BOBA_LOG_FORMAT": "log_format",
     "BOBA_LOG_LEVEL": "log_level",
@@ -469,6 +471,11 @@ def _derive(raw: Mapping[str, str]) -> Settings:
             raw, "BOBA_READY_EXPIRY_MINUTES",
             lambda t: _positive_number("BOBA_READY_EXPIRY_MINUTES", t),
             base.ready_expiry_minutes,
+        ),
+        retention_days=_take(
+            raw, "BOBA_RETENTION_DAYS",
+            lambda t: _integer("BOBA_RETENTION_DAYS", t, low=1, high=36500),
+            base.retention_days,
         ),
         workers=_take(
             raw, "BOBA_WORKERS", lambda t: _integer("BOBA_WORKERS", t, low=1), base.workers

@@ -30,6 +30,7 @@ import trio
 
 from boba_proto import orders as rules
 from boba_proto.model import Drink, Order, OrderDraft, OrderStatus
+from boba_runtime.store.records_schema import PG_CALL_RECORDS, SQLITE_CALL_RECORDS
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX once_marks_expiry ON once_marks (expires_at)",
     ),
+    SQLITE_CALL_RECORDS,  # 3: call records and transcripts (CONTRACT §13)
 )
 
 # PostgreSQL: the same tables. Times are text in the "C" collation so that text order is
@@ -253,6 +255,7 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX once_marks_expiry ON once_marks (expires_at)",
     ),
+    PG_CALL_RECORDS,
 )
 
 ORDER_COLUMNS = """o.id, o.order_number, o.status, o.phone, o.items, o.total_cents,
@@ -302,6 +305,7 @@ class _Conn(Protocol):
     """What `_Db` needs from a connection; SQL is written with `?` placeholders."""
 
     migrations: tuple[tuple[str, ...], ...]
+    dialect: str  # "sqlite" | "postgresql": for the few queries that differ
     unavailable_errors: tuple[type[BaseException], ...]  # → StoreUnavailable
     integrity_errors: tuple[type[BaseException], ...]  # our bug: surfaces as it is
 
@@ -338,6 +342,7 @@ class _SqliteConn:
     """SQLite: WAL, `synchronous=FULL`, writers serialised by `BEGIN IMMEDIATE`."""
 
     migrations = MIGRATIONS
+    dialect = "sqlite"
     unavailable_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
 
@@ -386,6 +391,10 @@ class _SqliteConn:
         self.raw.close()
 
 
+StoreConnection = _Conn
+"""What `OrderStore.read` and `write` hand to their work function."""
+
+
 PG_WRITE_LOCK = 0x626F6261  # "boba": one writer at a time, like SQLite's BEGIN IMMEDIATE
 
 
@@ -398,6 +407,7 @@ class _PostgresConn:
     """
 
     migrations = PG_MIGRATIONS
+    dialect = "postgresql"
 
     def __init__(self, url: str, busy_timeout: float) -> None:
         try:
@@ -951,6 +961,21 @@ class OrderStore:
 
     async def ping(self) -> None:
         await self._run(self._db.ping)
+
+    # -- for feature modules with their own tables (call records, reports, retention) --
+
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql": the SQL a feature module must speak."""
+        return self._db.conn.dialect
+
+    async def read(self, work: Callable[[StoreConnection], T]) -> T:
+        """Run `work(connection)` in the store's worker thread (`?` placeholders)."""
+        return await self._run(work, self._db.conn)
+
+    async def write(self, work: Callable[[StoreConnection], T]) -> T:
+        """Run `work(connection)` in one write transaction: all or nothing."""
+        return await self._run(self._db._write, work)
 
     async def count_orders_by_status(self) -> dict[str, int]:
         """{status: number of orders ever}, for /metrics."""

@@ -110,11 +110,14 @@
     const facts = el("dl", "facts");
     const phone = el("a", "phone", order.phone);
     phone.href = "tel:" + order.phone;
+    const transcript = el("a", "call-link", "transcript");
+    transcript.href = "/calls/order/" + encodeURIComponent(number);
     const pairs = [
       ["Total", el("span", "total", money(order.total))],
       ["Phone", phone],
       ["SMS received", el("span", "sms", smsText(order.sms && order.sms.received))],
       ["SMS ready", el("span", "sms", smsText(order.sms && order.sms.ready))],
+      ["Call", transcript],
     ];
     for (const [term, value] of pairs) {
       facts.append(el("dt", "", term));
