@@ -3,7 +3,7 @@
 Two halves (CONTRACT §13):
 
 - `CallRecordTap`, one per call, sees every input and output of the core through the
-  same hook as the session recorder (`call_runner.CallRecorderLike`). It turns
+  same hook as the session recorder (`call.runner.CallRecorderLike`). It turns
   `Transcript` and `FunctionCalled` observations into transcript lines, works out the
   call's outcome, and hands everything to the writer. It never awaits: the call's reader
   tasks only append to an in-memory queue.
@@ -171,7 +171,7 @@ def _transfer_succeeded(result: str) -> bool:
 
 
 class CallRecordTap:
-    """One call's view for the records (implements `call_runner.CallRecorderLike`).
+    """One call's view for the records (implements `call.runner.CallRecorderLike`).
 
     Every method is synchronous or returns at once: nothing here waits on the store.
     """

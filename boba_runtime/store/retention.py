@@ -2,7 +2,7 @@
 and then every hour, in every worker (each pass is one transaction and idempotent).
 
 Orders and calls stay, so the daily report's counts do not change: only phone numbers,
-transcripts and recordings go (see `records_queries.erase_older_than`).
+transcripts and recordings go (see `store.records.erase_older_than`).
 """
 
 from __future__ import annotations
