@@ -128,7 +128,7 @@ def register_calls_routes(app: QuartTrio, services: Any) -> None:
 
     @app.get("/calls")
     async def calls_page() -> Response:
-        if not request_is_staff(services):
+        if not await request_is_staff(services):
             return await render_page("login.html")
         await fresh()
         shop = zone()
@@ -147,7 +147,7 @@ def register_calls_routes(app: QuartTrio, services: Any) -> None:
 
     @app.get("/calls/order/<order_number>")
     async def call_of_order(order_number: str) -> Response:
-        if not request_is_staff(services):
+        if not await request_is_staff(services):
             return await render_page("login.html")
         sid = None
         if ORDER_NUMBER.match(order_number):
@@ -161,7 +161,7 @@ def register_calls_routes(app: QuartTrio, services: Any) -> None:
 
     @app.get("/calls/<call_sid>")
     async def call_page(call_sid: str) -> Response:
-        if not request_is_staff(services):
+        if not await request_is_staff(services):
             return await render_page("login.html")
         detail = None
         if CALL_SID.match(call_sid):

@@ -229,7 +229,7 @@ def register_report_routes(app: QuartTrio, services: Any) -> None:
 
     @app.get("/reports")
     async def report_page() -> Response:
-        if not request_is_staff(services):
+        if not await request_is_staff(services):
             return await render_page("login.html")
         day = wanted_day()
         if day is None:
