@@ -813,6 +813,10 @@ async def run_trial(options: Options, calls: int, progress: Progress,
             ):
                 result = await _drive(options, trial, server, http, link_receive, progress,
                                       baseline=baseline)
+                if result["failures"] or result["calls_failed"]:
+                    # why the server side gave up, for whoever reads the report
+                    log = server.log_path.read_text(errors="replace").splitlines()
+                    result["server_log_tail"] = log[-40:]
             nursery.cancel_scope.cancel()
     return result
 

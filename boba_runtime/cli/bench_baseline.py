@@ -135,7 +135,7 @@ async def _main(host: str, port: int, agent_url: str) -> None:
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
-    config.errorlog = None
+    config.errorlog = "-"  # tracebacks to stderr: the bench keeps them in its log file
     config.websocket_max_message_size = 65536
     app = create_relay(agent_url)
     async with trio.open_nursery() as nursery:

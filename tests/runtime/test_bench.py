@@ -83,7 +83,8 @@ def test_baseline_ratio_has_not_regressed_past_the_committed_bound(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     floor = report["baseline"]
-    assert floor["calls_connected"] == 3 and floor["failures"] == []
+    assert floor["calls_connected"] == 3, (floor["failures"], floor.get("server_log_tail"))
+    assert floor["failures"] == [], floor.get("server_log_tail")
     assert floor["frames_lost"]["total"] == 0 and report["frames_lost"]["total"] == 0
     assert floor["traffic"] == report["traffic"] == "duplex"
     ratio = report["ratio_to_baseline"]["cpu_per_call"]
