@@ -5,8 +5,10 @@ or the built-in local agent (reached at `ws://127.0.0.1:{port}/agent/local`, or 
 through any object with the same three methods). It only needs an `AgentConnector`: an
 async context manager factory that yields an `AgentConnection` and closes it on exit.
 
-The real connector is `open_agent_link`: trio-websocket, `Authorization: Token <key>` when
-a key is set (no auth otherwise, for fakes and the local agent), a connect timeout, a
+The real connector is `open_agent_link`: the `websockets` package's sans-I/O protocol over
+a trio stream, read by the call's own agent task (no reader task, no channel per frame),
+`Authorization: Token <key>` when a key is set (no auth otherwise, for fakes and the
+local agent), a connect timeout, a
 message-size cap, and a bounded close (CONTRACT §5: the agent socket is closed within 2 s
 of the caller leaving). KeepAlive is a decision of the call core (it knows when audio last
 flowed); this module only carries frames.
@@ -22,19 +24,25 @@ import logging
 import ssl
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from typing import Any, Protocol
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import trio
-import trio_websocket
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from boba_runtime.config.settings import DEEPGRAM_AGENT_URL as DEEPGRAM_AGENT_URL
 
 log = logging.getLogger(__name__)
 
 THINK_MODELS_PATH = "/v1/agent/settings/think/models"
+CLOSE_NORMAL = 1000
+CLOSE_INVALID_DATA = 1007
 CONNECT_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 2.0
 THINK_CHECK_TIMEOUT_S = 3.0
@@ -76,43 +84,149 @@ AgentConnector = Callable[[], AbstractAsyncContextManager[AgentConnection]]
 """Opens one agent connection per call; raises `AgentUnreachable` when it cannot."""
 
 
-class WebSocketAgentConnection:
-    """An `AgentConnection` over a trio-websocket client connection."""
+RECEIVE_BYTES = 65536
+"""The most one socket read asks the kernel for."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, close_timeout: float) -> None:
-        self._ws = ws
+
+class DirectAgentConnection:
+    """An `AgentConnection` that reads its socket in the caller's own task.
+
+    The `websockets` package's sans-I/O protocol (`ClientProtocol`) does the framing over a
+    plain trio stream: `receive` reads the socket, parses and returns the next message
+    with no reader task and no memory channel in between (DESIGN §3: each hop is a task
+    switch, and task switches were most of a relay's cost). Frames the protocol answers
+    by itself (pong, the close reply) are written by whichever task is reading.
+    """
+
+    def __init__(
+        self, stream: trio.abc.Stream, protocol: ClientProtocol, close_timeout: float
+    ) -> None:
+        self._stream = stream
+        self._ws = protocol
         self._close_timeout = close_timeout
+        self._messages: deque[str | bytes] = deque()
+        self._fragments: list[bytes] = []
+        self._fragmented_text = False
+        self._send_lock = trio.StrictFIFOLock()  # trio forbids two concurrent send_all
+        self._lost: str | None = None  # the socket failed under us (not a WebSocket close)
+        self._reply_due = False  # the protocol queued a control frame while reading
 
     async def receive(self) -> str | bytes:
+        messages = self._messages
+        while not messages:
+            if self._ws.state is not State.OPEN or self._lost is not None:
+                raise AgentClosed(self._why_closed())
+            try:
+                data = await self._stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._lost = f"agent connection lost: {exc or type(exc).__name__}"
+                raise AgentClosed(self._lost) from None
+            if data:
+                self._ws.receive_data(data)
+                self._take(self._ws.events_received())
+            else:
+                self._ws.receive_eof()
+            if self._reply_due or self._ws.state is not State.OPEN:
+                self._reply_due = False
+                await self._flush()  # a pong, the close reply, or our close after an error
+        return messages.popleft()
+
+    def _take(self, events: list[Any]) -> None:
+        """Collect whole messages (reassembling fragments) from parsed frames."""
+        for frame in events:
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                self._fragmented_text = opcode is Opcode.TEXT
+                self._fragments = [frame.data]
+            elif opcode is Opcode.CONT:
+                self._fragments.append(frame.data)
+            else:  # ping (the protocol queued the pong: `receive` flushes it), pong, close
+                self._reply_due = True
+                continue
+            if not frame.fin:
+                continue
+            payload = self._fragments[0] if len(self._fragments) == 1 else b"".join(
+                self._fragments
+            )
+            self._fragments = []
+            if not self._fragmented_text:
+                self._messages.append(bytes(payload))
+                continue
+            try:
+                self._messages.append(bytes(payload).decode("utf-8"))
+            except UnicodeDecodeError:
+                self._ws.fail(CLOSE_INVALID_DATA, "invalid UTF-8 in a text message")
+                return
+
+    async def _flush(self) -> None:
+        """Write whatever the protocol has queued (frames, pongs, close frames)."""
+        lock = self._send_lock
         try:
-            return await self._ws.get_message()
-        except trio_websocket.ConnectionClosed as exc:
-            raise AgentClosed(describe_close(exc.reason)) from None
+            lock.acquire_nowait()  # the usual case: nobody else is writing, no checkpoint
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            for chunk in self._ws.data_to_send():
+                if chunk:  # b"" means "half-close"; the server closes TCP first anyway
+                    await self._stream.send_all(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._lost = f"agent connection lost: {exc or type(exc).__name__}"
+            raise AgentClosed(self._lost) from None
+        finally:
+            lock.release()
 
     async def send(self, data: str | bytes) -> None:
-        try:
-            await self._ws.send_message(data)
-        except trio_websocket.ConnectionClosed as exc:
-            raise AgentClosed(describe_close(exc.reason)) from None
+        if self._ws.state is not State.OPEN or self._lost is not None:
+            raise AgentClosed(self._why_closed())
+        if isinstance(data, str):
+            self._ws.send_text(data.encode("utf-8"))
+        else:
+            self._ws.send_binary(data)
+        await self._flush()
 
     async def aclose(self) -> None:
         # Shielded so a hang-up (a cancellation) still sends the close frame, but bounded.
         with trio.move_on_after(self._close_timeout, shield=True):
-            await self._ws.aclose()
+            with suppress(AgentClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+                if self._ws.state is State.OPEN and self._lost is None:
+                    self._ws.send_close(CLOSE_NORMAL)
+                    await self._flush()
+                # RFC 6455: the server closes TCP first; wait for it (or the deadline).
+                while self._ws.state is not State.CLOSED and self._lost is None:
+                    data = await self._stream.receive_some(RECEIVE_BYTES)
+                    if data:
+                        self._ws.receive_data(data)
+                        self._ws.events_received()
+                    else:
+                        self._ws.receive_eof()
+                    await self._flush()
+        await trio.aclose_forcefully(self._stream)
 
-
-def describe_close(reason: trio_websocket.CloseReason | None) -> str:
-    if reason is None:
+    def _why_closed(self) -> str:
+        if self._lost is not None:
+            return self._lost
+        received = self._ws.close_rcvd
+        if received is not None:
+            return describe_close(received.code, received.reason)
+        sent = self._ws.close_sent
+        if sent is not None:  # we failed the connection: a protocol error or a too-big message
+            text = f"closed the agent connection (code {sent.code}"
+            return text + (f": {sent.reason})" if sent.reason else ")")
         return "agent connection closed"
-    text = f"agent closed the connection (code {reason.code}"
-    return text + (f": {reason.reason})" if reason.reason else ")")
 
 
-def auth_headers(api_key: str | None) -> list[tuple[bytes, bytes]]:
+def describe_close(code: int | None, reason: str = "") -> str:
+    if code is None:
+        return "agent connection closed"
+    text = f"agent closed the connection (code {code}"
+    return text + (f": {reason})" if reason else ")")
+
+
+def auth_headers(api_key: str | None) -> list[tuple[str, str]]:
     """`Authorization: Token <key>` for Deepgram; nothing when no key is configured."""
     if not api_key:
         return []
-    return [(b"Authorization", b"Token " + api_key.encode("ascii"))]
+    return [("Authorization", "Token " + api_key)]
 
 
 @asynccontextmanager
@@ -133,41 +247,72 @@ async def open_agent_link(
     parts = urlsplit(url)
     if parts.scheme not in {"ws", "wss"}:
         raise AgentUnreachable(f"agent URL must be ws:// or wss://, got {parts.scheme}://")
-    failure: AgentUnreachable | None = None
-    connected = False
     try:
-        async with trio.open_nursery() as nursery:
-            # The connection's reader task lives in this nursery; it ends with the block.
-            try:
-                with trio.fail_after(connect_timeout):
-                    ws = await trio_websocket.connect_websocket_url(
-                        nursery,
-                        url,
-                        ssl_context=_tls_context(verify_tls) if parts.scheme == "wss" else None,
-                        extra_headers=auth_headers(api_key),
-                        message_queue_size=16,
-                        max_message_size=max_message_bytes,
-                    )
-            except (trio.TooSlowError, trio_websocket.HandshakeError, OSError) as exc:
-                failure = _unreachable(exc, netloc=parts.netloc, connect_timeout=connect_timeout)
-                nursery.cancel_scope.cancel()
-            else:
-                connected = True
-                link = WebSocketAgentConnection(ws, close_timeout)
-                try:
-                    yield link
-                finally:
-                    await link.aclose()
-                    nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # Whatever the caller's block raised comes back alone, not wrapped by our nursery;
-        # a rejected handshake surfaces here too (raised by the connection's reader task).
-        sole = sole_exception(group)
-        if not connected and isinstance(sole, trio_websocket.HandshakeError | OSError):
-            raise _unreachable(sole, netloc=parts.netloc, connect_timeout=connect_timeout) from None
-        raise sole from None
-    if failure is not None:
-        raise failure
+        with trio.fail_after(connect_timeout):
+            link = await _connect(url, parts, api_key, max_message_bytes, close_timeout,
+                                  verify_tls)
+    except trio.TooSlowError:
+        raise AgentUnreachable(f"agent did not answer within {connect_timeout:g} s") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise AgentUnreachable(f"cannot reach the agent at {parts.netloc}: {why}") from None
+    try:
+        yield link
+    finally:
+        await link.aclose()
+
+
+async def _connect(
+    url: str,
+    parts: SplitResult,
+    api_key: str | None,
+    max_message_bytes: int,
+    close_timeout: float,
+    verify_tls: bool,
+) -> DirectAgentConnection:
+    """TCP (+ TLS), then the WebSocket handshake; `AgentUnreachable` if it is refused."""
+    tls = parts.scheme == "wss"
+    host = parts.hostname or ""
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, parts.port or (443 if tls else 80))
+    try:
+        if tls:
+            stream = trio.SSLStream(
+                stream, _tls_context(verify_tls), server_hostname=host, https_compatible=True
+            )
+            await stream.do_handshake()
+        protocol = ClientProtocol(parse_uri(url), max_size=max_message_bytes)
+        request = protocol.connect()
+        for name, value in auth_headers(api_key):
+            request.headers[name] = value
+        protocol.send_request(request)
+        link = DirectAgentConnection(stream, protocol, close_timeout)
+        await link._flush()
+        events: list[Any] = []
+        while not events:
+            data = await stream.receive_some(RECEIVE_BYTES)
+            if not data:
+                protocol.receive_eof()
+                break
+            protocol.receive_data(data)
+            events = protocol.events_received()
+        response = events[0] if events else None
+        if protocol.state is not State.OPEN:
+            raise _refused(response, protocol.handshake_exc)
+        link._take(events[1:])  # frames that came in the same read as the handshake
+        return link
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+
+
+def _refused(response: Any, exc: Exception | None) -> AgentUnreachable:
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int) and status != 101:
+        hint = " (check DEEPGRAM_API_KEY)" if status in (401, 403) else ""
+        return AgentUnreachable(f"agent refused the connection: HTTP {status}{hint}")
+    if response is None:
+        return AgentUnreachable("agent handshake failed: the agent closed the connection")
+    return AgentUnreachable(f"agent handshake failed: {exc!r}")
 
 
 def _tls_context(verify: bool) -> ssl.SSLContext:
@@ -176,18 +321,6 @@ def _tls_context(verify: bool) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _unreachable(exc: BaseException, *, netloc: str, connect_timeout: float) -> AgentUnreachable:
-    if isinstance(exc, trio.TooSlowError):
-        return AgentUnreachable(f"agent did not answer within {connect_timeout:g} s")
-    if isinstance(exc, trio_websocket.ConnectionRejected):
-        hint = " (check DEEPGRAM_API_KEY)" if exc.status_code in (401, 403) else ""
-        return AgentUnreachable(f"agent refused the connection: HTTP {exc.status_code}{hint}")
-    if isinstance(exc, trio_websocket.HandshakeError):
-        return AgentUnreachable(f"agent handshake failed: {exc!r}")
-    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-    return AgentUnreachable(f"cannot reach the agent at {netloc}: {why}")
 
 
 def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
