@@ -6,9 +6,10 @@
   message and `<Hangup/>`.
 * `/voice/after` is Twilio's callback when the stream ends: `<Hangup/>`, preceded by an
   apology when the call ended because the agent failed.
-* `/twilio` is the Media Stream: the handshake's `X-Twilio-Signature` (over the stream URL
-  exactly as in the TwiML, no params) is checked before the socket is accepted, the
-  `start` event's token before any agent connection is opened, then `run_call` runs it.
+* `/twilio` is the Media Stream, served beside Quart by `boba_web.twilio_stream`: the
+  handshake's `X-Twilio-Signature` (over the stream URL exactly as in the TwiML, no
+  params) is checked before the socket is accepted, the `start` event's token before any
+  agent connection is opened, then `run_call` runs it.
 
 Signatures are computed over `BOBA_PUBLIC_URL`, never `Host` or `X-Forwarded-*`. With
 `BOBA_VALIDATE_TWILIO=false` they are skipped (the stream token is still checked). With
@@ -19,14 +20,13 @@ every Twilio request unless the server is bound to loopback.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from quart import Response, request, websocket
+from quart import Response, request
 from quart_trio import QuartTrio
 from twilio.request_validator import (  # type: ignore[import-untyped]
     SIGNATURE_HEADER,
@@ -39,14 +39,14 @@ from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-unt
 from boba_proto import twilio as tw
 from boba_runtime.call.records import Outcome
 from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
-from boba_runtime.call.runner import Authorize, CallWiring, run_call
+from boba_runtime.call.runner import Authorize, CallWiring
 from boba_runtime.call.stream_tokens import token_expiry
 from boba_runtime.config.logsafe import shown
 from boba_runtime.config.settings import Settings
 from boba_runtime.services import Services
 from boba_runtime.store.order_store import StoreError
-from boba_web.compat import ClientDisconnectedError, QuartPhone, current_websocket
 from boba_web.errors import json_error
+from boba_web.twilio_stream import install_twilio_stream, twilio_stream_handler
 
 log = logging.getLogger(__name__)
 
@@ -226,18 +226,5 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         outcome = registry.outcome(call_sid)
         return Response(after_twiml(outcome), 200, content_type=TWIML)
 
-    @app.websocket("/twilio")
-    async def twilio_stream() -> Response | None:
-        if not signature_ok(settings, settings.stream_url, {}, websocket.headers):
-            log.warning("WS /twilio refused: bad or missing X-Twilio-Signature")
-            return forbidden()
-        ws = current_websocket()
-        await ws.accept()
-        phone = QuartPhone(ws)
-        connect = calls.choose_agent(ws.scope)
-        # quart 0.23: a caller who leaves shows up as ClientDisconnectedError (turned into
-        # PhoneClosed by QuartPhone); quart 0.22 cancels this handler. run_call cleans up
-        # in `finally` either way.
-        with contextlib.suppress(ClientDisconnectedError):
-            await run_call(phone, call_deps, connect, authorize=authorize)
-        return None
+    # WS /twilio skips Quart (one hop from the socket to the call): see boba_web.twilio_stream.
+    install_twilio_stream(app, twilio_stream_handler(settings, calls, authorize, signature_ok))

@@ -1,0 +1,150 @@
+"""`WS /twilio` as a bare ASGI handler in front of Quart (issue #18: a lean media path).
+
+Every other route stays a Quart-Trio route; only the Twilio Media Stream skips Quart.
+Quart runs a websocket handler behind a task and a memory channel of its own (a second
+hop after Hypercorn's), plus its request context and wrappers, for every 20 ms frame of
+every call. Here the call's phone reader awaits Hypercorn's ASGI `receive` itself and
+feeds `run_call`'s core directly: one hop from the socket's task to the call, no more.
+
+How it is wired: `install_twilio_stream` wraps the app's `asgi_app` (Quart's own hook
+for ASGI middleware), so the one app object served by Hypercorn still answers every
+path on the one public port, under the one `boba serve` command, with the same TLS
+(Hypercorn terminates TLS before any ASGI scope exists). A websocket scope for
+`/twilio` goes to `twilio_stream_handler`; everything else (HTTP, lifespan, the other
+websockets) goes to Quart unchanged.
+
+What the handler does is what the Quart route did (CONTRACT §3): the handshake's
+`X-Twilio-Signature` is checked before the socket is accepted (403 JSON otherwise, via
+the ASGI websocket-denial extension), then `run_call` runs the call with the per-call
+token check on `start`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from boba_runtime.call.runner import (
+    CLOSE_NORMAL,
+    Authorize,
+    CallWiring,
+    PhoneClosed,
+    run_call,
+)
+from boba_runtime.config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+SignatureCheck = Callable[[Settings, str, dict[str, Any], "ScopeHeaders"], bool]
+
+TWILIO_PATH = "/twilio"
+FORBIDDEN = "The X-Twilio-Signature is missing or wrong."
+
+
+class ScopeHeaders:
+    """Case-insensitive lookup of an ASGI scope's request headers (first value wins)."""
+
+    def __init__(self, scope: Scope) -> None:
+        self._headers: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            self._headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+
+    def get(self, key: str, /) -> str | None:
+        return self._headers.get(key.lower())
+
+
+class AsgiPhone:
+    """`run_call`'s phone side over the raw ASGI websocket events of one connection."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._gone = False  # the peer left: ASGI says so once, then would block forever
+        self._closed = False  # we closed it
+
+    async def receive(self) -> str | bytes:
+        if self._gone:
+            raise PhoneClosed
+        message = await self._receive()
+        if message["type"] == "websocket.receive":
+            text = message.get("text")
+            if text is not None:
+                return str(text)
+            return bytes(message.get("bytes") or b"")
+        self._gone = True  # websocket.disconnect
+        raise PhoneClosed
+
+    async def send(self, text: str) -> None:
+        if self._closed or self._gone:
+            raise PhoneClosed
+        await self._send({"type": "websocket.send", "text": text})
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._gone:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _deny(scope: Scope, send: Send) -> None:
+    """403 with the JSON error body, before the handshake completes."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = msgspec.json.encode({"error": FORBIDDEN})
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:  # a server without the denial extension answers a close before accept with 403
+        await send({"type": "websocket.close", "code": 1008})
+
+
+def twilio_stream_handler(
+    settings: Settings,
+    calls: CallWiring,
+    authorize: Authorize,
+    signature_ok: SignatureCheck,
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI handler of one `/twilio` websocket scope."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return  # the client left before the handshake completed
+        if not signature_ok(settings, settings.stream_url, {}, ScopeHeaders(scope)):
+            log.warning("WS /twilio refused: bad or missing X-Twilio-Signature")
+            await _deny(scope, send)
+            return
+        await send({"type": "websocket.accept"})
+        connector = calls.choose_agent(scope)
+        await run_call(AsgiPhone(receive, send), calls.deps, connector, authorize=authorize)
+
+    return handle
+
+
+def install_twilio_stream(app: Any, handler: ASGIApp) -> None:
+    """Route websocket scopes for `/twilio` to `handler`; everything else to Quart."""
+    quart_asgi: ASGIApp = app.asgi_app
+
+    async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope.get("path") == TWILIO_PATH:
+            await handler(scope, receive, send)
+        else:
+            await quart_asgi(scope, receive, send)
+
+    app.asgi_app = asgi_app
