@@ -303,6 +303,11 @@ class Resampler:
             history=bytes(2 * (self._taps_per_phase - 1)),
         )
 
+    @property
+    def batchable(self) -> bool:
+        """Whether `process_batch` applies (pure interpolation or pure decimation)."""
+        return bool(self._blocks)
+
     def output_length(self, input_length: int, state: ResamplerState) -> int:
         """How many samples `process` returns for `input_length` samples in this state."""
         ahead = input_length * self._spec.up - state.phase

@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -135,6 +136,7 @@ __all__ = [
     "Transcript",
     "TwilioFrameKind",
     "TwilioMalformed",
+    "handle_media_batch",
 ]
 
 CALLER_CHUNK_BYTES = 320
@@ -515,29 +517,42 @@ class CallSession:
         return actions
 
     def _on_media(self, event: twilio.Media) -> list[Action]:
+        gated = self._media_gate(event)
+        if gated is not None:
+            return gated
+        chunks = self._hold_caller_audio(event.media.payload)
+        if not self._linear16:
+            return [SendAgentAudio(data=chunk) for chunk in chunks]
+        actions: list[Action] = []
+        for chunk in chunks:
+            data, self._in_state = audio.caller_to_agent(
+                chunk, self._in_state, agent_rate=self._in_rate
+            )
+            actions.append(SendAgentAudio(data=data))
+        return actions
+
+    def _media_gate(self, event: twilio.Media) -> list[Action] | None:
+        """What a media event gets instead of audio handling (malformed, or gated), or None."""
         if self._state is CallState.AWAITING_START:
             return self._malformed("media before start")
         if event.stream_sid != self.stream_sid:
             return self._malformed("media for another stream")
         if self._state not in _AUDIO_FLOWS:
             return []  # gated until SettingsApplied
+        return None
+
+    def _hold_caller_audio(self, payload: bytes) -> list[bytes]:
+        """The whole 40 ms μ-law chunks the caller's audio now makes (not yet converted)."""
         held = self._caller_held
-        held += event.media.payload
+        held += payload
         if len(held) < CALLER_CHUNK_BYTES:
             return []
-        actions: list[Action] = []
+        chunks: list[bytes] = []
         while len(held) >= CALLER_CHUNK_BYTES:
-            chunk = bytes(held[:CALLER_CHUNK_BYTES])
+            chunks.append(bytes(held[:CALLER_CHUNK_BYTES]))
             del held[:CALLER_CHUNK_BYTES]
-            if self._linear16:
-                data, self._in_state = audio.caller_to_agent(
-                    chunk, self._in_state, agent_rate=self._in_rate
-                )
-            else:
-                data = chunk
-            actions.append(SendAgentAudio(data=data))
         self._ticks_without_audio = 0
-        return actions
+        return chunks
 
     def _on_mark(self, event: twilio.Mark) -> list[Action]:
         name = event.mark.name
@@ -840,3 +855,63 @@ class CallSession:
 
     def _reason_text(self) -> str:
         return self.end_reason.value if self.end_reason is not None else "unknown reason"
+
+
+# --- many calls' caller audio at once ---------------------------------------------------------
+
+
+def handle_media_batch(batch: Sequence[tuple[CallSession, twilio.Media]]) -> list[list[Action]]:
+    """`session.handle(media)` for many calls' media frames at once, in the given order.
+
+    Each result is what `handle` would have returned for that item, except that the
+    linear16 caller audio of every call is resampled together, one batched step per round
+    (`audio.caller_to_agent_batch`: numpy's per-call overhead is paid once, not once per
+    call), equal to the per-call path within 1 LSB. A session closed before its item is
+    reached (50 malformed frames) gets `[]`, where `handle` would refuse the event.
+    """
+    results: list[list[Action]] = []
+    # Per session, its chunks in order, each with the index of the item it came from.
+    queued: dict[int, tuple[CallSession, list[tuple[int, bytes]]]] = {}
+    for index, (session, event) in enumerate(batch):
+        if session._state is CallState.CLOSED:
+            results.append([])
+            continue
+        gated = session._media_gate(event)
+        if gated is not None:
+            results.append(gated)
+            continue
+        chunks = session._hold_caller_audio(event.media.payload)
+        if not session._linear16:
+            results.append([SendAgentAudio(data=chunk) for chunk in chunks])
+            continue
+        results.append([])
+        if chunks:
+            entry = queued.setdefault(id(session), (session, []))
+            entry[1].extend((index, chunk) for chunk in chunks)
+    depth = 0
+    while True:
+        # Round `depth`: the depth-th chunk of every session (a session's chunks go in order).
+        by_rate: dict[int, list[tuple[CallSession, int, bytes]]] = {}
+        for session, in_order in queued.values():
+            if depth < len(in_order):
+                index, chunk = in_order[depth]
+                by_rate.setdefault(session._in_rate, []).append((session, index, chunk))
+        if not by_rate:
+            return results
+        for rate, members in by_rate.items():
+            if len(members) == 1 or not audio.resampler(audio.TWILIO_RATE, rate).batchable:
+                for session, index, one in members:
+                    data, session._in_state = audio.caller_to_agent(
+                        one, session._in_state, agent_rate=rate
+                    )
+                    results[index].append(SendAgentAudio(data=data))
+                continue
+            converted, states = audio.caller_to_agent_batch(
+                [chunk for _, _, chunk in members],
+                [session._in_state for session, _, _ in members],
+                agent_rate=rate,
+            )
+            for (session, index, _), data, state in zip(members, converted, states, strict=True):
+                session._in_state = state
+                results[index].append(SendAgentAudio(data=data))
+        depth += 1

@@ -32,6 +32,7 @@ from boba_proto.call import CallConfig
 from boba_proto.menu import Menu
 from boba_runtime.agent.server import in_process_connector
 from boba_runtime.call.agent_link import AgentConnector, local_agent_url, websocket_connector
+from boba_runtime.call.media_batch import CallerAudioBatcher
 from boba_runtime.call.recorder import recorder_factory
 from boba_runtime.call.runner import (
     AgentChooser,
@@ -76,6 +77,8 @@ def build_call_deps(services: Services) -> CallDeps:
         max_message_bytes=settings.max_message_bytes,
         metrics=services.metrics,
         open_recorder=open_recorder,
+        # One batcher per process: every call's caller audio resampled in one step per pass.
+        caller_audio=CallerAudioBatcher(),
     )
 
 

@@ -67,6 +67,7 @@ from boba_runtime.call.agent_link import (
     AgentConnector,
     AgentUnreachable,
 )
+from boba_runtime.call.media_batch import CallerAudioBatcher
 from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.config.logs import call_log_scope, name_current_call
 from boba_runtime.config.logsafe import shown
@@ -163,6 +164,7 @@ class CallDeps:
     open_recorder: Callable[[CallConfig], CallRecorderLike] | None = None
     start_timeout_s: float = START_TIMEOUT_S
     """A phone socket that has not sent `start` within this long is closed (CONTRACT §3)."""
+    caller_audio: CallerAudioBatcher | None = None  # None: each call resamples on its own
 
 
 AgentChooser = Callable[[Mapping[str, Any]], AgentConnector]
@@ -300,6 +302,8 @@ class _Call:
         self.close_code = CLOSE_NORMAL
         self.slot = ExitStack()
         self.start_deadline = self.t0 + deps.start_timeout_s
+        self.batcher = deps.caller_audio
+        self.media_in_batch = 0  # frames of this call waiting in the batcher
 
     @property
     def log_sid(self) -> str:
@@ -312,6 +316,10 @@ class _Call:
         """Give one input to the session and carry out what it asks (never awaits)."""
         if self.ended:
             return
+        if self.media_in_batch and self.batcher is not None:
+            self.batcher.flush()  # this call's earlier frames first: the core sees inputs in order
+            if self.ended:
+                return
         if isinstance(event, AgentLost) and self.deps.metrics is not None:
             self.deps.metrics.agent_error()  # unreachable or dropped: a failure like `Error`
         t = trio.current_time() - self.t0
@@ -322,6 +330,20 @@ class _Call:
             self.recorder.record_outputs(t, actions)
         for action in actions:
             self.dispatch(action)
+
+    def media_handled(self, event: twilio.Media, actions: list[Action]) -> None:
+        """What `feed` does after `handle`, for a frame the batcher handled."""
+        if self.recorder is not None:
+            t = trio.current_time() - self.t0
+            self.recorder.record_input(t, event)
+            if actions:
+                self.recorder.record_outputs(t, actions)
+        for action in actions:
+            self.dispatch(action)
+
+    def media_failed(self) -> None:
+        if not self.ended:
+            self.end(EndReason.AGENT_FAILED)
 
     def dispatch(self, action: Action) -> None:
         match action:
@@ -524,6 +546,9 @@ class _Call:
                     self.feed(event)
                     assert self.link_nursery is not None
                     self.link_nursery.start_soon(self.agent_main)
+                    continue
+                if self.batcher is not None and isinstance(event, twilio.Media):
+                    await self.batcher.submit(self, event)
                     continue
                 self.feed(event)
         except PhoneClosed:
