@@ -33,6 +33,7 @@ from boba_proto.menu import Menu
 from boba_runtime.agent.server import in_process_connector
 from boba_runtime.call.agent_link import AgentConnector, local_agent_url, websocket_connector
 from boba_runtime.call.media_batch import CallerAudioBatcher
+from boba_runtime.call.preopen import PreopenedAgents
 from boba_runtime.call.recorder import recorder_factory
 from boba_runtime.call.runner import (
     AgentChooser,
@@ -79,6 +80,7 @@ def build_call_deps(services: Services) -> CallDeps:
         open_recorder=open_recorder,
         # One batcher per process: every call's caller audio resampled in one step per pass.
         caller_audio=CallerAudioBatcher(),
+        preopened=PreopenedAgents(),  # DESIGN §5: opened at /voice, used within 5 s
     )
 
 

@@ -190,6 +190,14 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         log.warning("POST %s refused: bad or missing X-Twilio-Signature", shown(request.path))
         return None
 
+    def preopen_agent(call_sid: str) -> None:
+        """Open the agent link while Twilio plays the `<Say>` (DESIGN §5; closed after 5 s
+        if the stream does not reach this process)."""
+        preopened = call_deps.preopened
+        if preopened is None or not preopened.wanted(call_sid) or not hasattr(app, "nursery"):
+            return  # not wired, already open, or no server running the app (test client)
+        app.nursery.start_soon(preopened.hold, call_sid, calls.choose_agent(request.scope))
+
     @app.post("/voice")
     async def voice() -> Response:
         form = await signed_form()
@@ -214,6 +222,7 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
             return Response(busy_twiml(), 200, content_type=TWIML)
         token = registry.token_for(call_sid, caller)
         twiml = connect_twiml(settings, caller=caller, call_sid=call_sid, token=token)
+        preopen_agent(call_sid)
         return Response(twiml, 200, content_type=TWIML)
 
     @app.post("/voice/after")

@@ -68,6 +68,7 @@ from boba_runtime.call.agent_link import (
     AgentUnreachable,
 )
 from boba_runtime.call.media_batch import CallerAudioBatcher
+from boba_runtime.call.preopen import PreopenedAgents
 from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.config.logs import call_log_scope, name_current_call
 from boba_runtime.config.logsafe import shown
@@ -165,6 +166,7 @@ class CallDeps:
     start_timeout_s: float = START_TIMEOUT_S
     """A phone socket that has not sent `start` within this long is closed (CONTRACT §3)."""
     caller_audio: CallerAudioBatcher | None = None  # None: each call resamples on its own
+    preopened: PreopenedAgents | None = None  # agent links opened while /voice answered
 
 
 AgentChooser = Callable[[Mapping[str, Any]], AgentConnector]
@@ -599,9 +601,12 @@ class _Call:
         This task runs outside the call nursery, so ending the call stops its reading
         (a cancel scope) but lets trio-websocket finish the close handshake.
         """
+        connect = self.connect_agent
+        if self.deps.preopened is not None:  # opened while /voice was answered?
+            connect = self.deps.preopened.take(self.report.call_sid, connect)
         try:
             with self.agent_connect_scope:
-                async with self.connect_agent() as link:
+                async with connect() as link:
                     self.agent_open = True
                     if self.ended:
                         return

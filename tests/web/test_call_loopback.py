@@ -311,7 +311,8 @@ async def test_agent_unreachable_apologises(
                 await stream.closed.wait()
             after = await line.after(sid, "+14155550199")
         assert after.says == [APOLOGY]
-        assert line.agent.rejected == 1
+        # Tried twice: the pre-open while /voice was answered, then the call's own attempt.
+        assert line.agent.rejected == 2
         assert "agent unreachable: agent refused the connection: HTTP 503" in caplog.text
         assert "crashed" not in caplog.text
         assert "boba_agent_errors_total 1.0" in line.server.services.metrics.render(None).decode()
@@ -383,7 +384,10 @@ async def test_stream_refused_with_wrong_token_before_agent(tmp_path: Path) -> N
                 await stream.send_start()
                 await stream.closed.wait()
         assert stream.close_code == 1008
-        assert line.agent.sessions == []  # no agent connection was opened
+        # No agent connection for this stream: /voice pre-opened one (DESIGN §5), and the
+        # refused stream never took it (no Settings; it is closed unused after 5 s).
+        assert len(line.agent.sessions) <= 1
+        assert all(session.settings is None for session in line.agent.sessions)
 
         # Another call's valid token does not open this call's stream either.
         other = make_call_sid(8)
@@ -400,7 +404,8 @@ async def test_stream_refused_with_wrong_token_before_agent(tmp_path: Path) -> N
                 await stream.send_start()
                 await stream.closed.wait()
         assert stream.close_code == 1008
-        assert line.agent.sessions == []
+        assert len(line.agent.sessions) <= 2  # the two calls' pre-opened links, unused
+        assert all(session.settings is None for session in line.agent.sessions)
 
 
 async def test_stream_handshake_with_bad_signature_is_refused(tmp_path: Path) -> None:
