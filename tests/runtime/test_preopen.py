@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
+import trio.testing
 
 from boba_runtime.call.agent_link import AgentConnection, AgentUnreachable, websocket_connector
 from boba_runtime.call.preopen import PreopenedAgents
@@ -78,7 +79,7 @@ async def test_a_failed_pre_open_falls_back_to_a_fresh_connection() -> None:
         fallback = websocket_connector(server.url, api_key=None, max_message_bytes=65536)
         agents = PreopenedAgents(keep_seconds=5.0)
         nursery.start_soon(agents.hold, SID, slow_then_refused)
-        await trio.sleep(0)  # `hold` has registered the call and is connecting
+        await trio.testing.wait_all_tasks_blocked()  # `hold` is connecting (slowly)
         connector = agents.take(SID, fallback)  # the stream came first
         assert connector is not fallback
         give_up.set()
