@@ -116,6 +116,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     baseline: bool = False
     json_path: str | None = None
     calls_given: bool = False
+    workers: int = 1
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -147,6 +148,10 @@ def parse_args(argv: list[str]) -> Options:
         help="also run the same traffic through a bare relay on the same libraries "
         "(no core, no DSP, no store) and report our cost as a ratio to it",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="boba serve --workers N (default 1); CPU and RSS cover every worker",
+    )
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the figures")
     args = parser.parse_args(argv)
     calls = 20 if args.calls is None else args.calls
@@ -163,7 +168,14 @@ def parse_args(argv: list[str]) -> Options:
         baseline=args.baseline,
         json_path=args.json_path,
         calls_given=args.calls is not None,
+        workers=_workers(args.workers),
     )
+
+
+def _workers(workers: int) -> int:
+    if not 1 <= workers <= 64:
+        raise UsageError(f"--workers must be between 1 and 64, got {workers}")
+    return workers
 
 
 # --- the server under test --------------------------------------------------------------------
@@ -236,7 +248,8 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def run_server(
-    *, agent_url: str, audio: str, max_calls: int, workdir: Path, baseline: bool = False
+    *, agent_url: str, audio: str, max_calls: int, workdir: Path, baseline: bool = False,
+    workers: int = 1,
 ) -> AsyncIterator[Server]:
     """`boba serve` (or, with `baseline`, the bare relay of `bench_baseline`) on 127.0.0.1,
     port chosen by the OS, in `workdir`; stopped at the end."""
@@ -251,6 +264,7 @@ async def run_server(
         BOBA_AUDIO=audio,
         BOBA_SMS="log",
         BOBA_MAX_CALLS=str(max_calls),
+        BOBA_WORKERS=str(workers),
         BOBA_VALIDATE_TWILIO="true",
         TWILIO_AUTH_TOKEN=auth_token,
         PYTHONUNBUFFERED="1",
@@ -384,7 +398,12 @@ class FakeAgent:
         await ws.send(json.dumps({"type": "Welcome", "request_id": "bench"}))
         message: str | bytes = b""
         with trio.move_on_after(DIAL_TIMEOUT):
-            message = await ws.receive()
+            try:
+                message = await ws.receive()
+            except WsClosed:
+                # A link pre-opened by /voice on a worker the stream did not reach: the
+                # server closes it unused. Only a link that sends Settings is a call's.
+                return
         settings_at = time.monotonic()
         data = json.loads(message) if isinstance(message, str) else {}
         if data.get("type") != "Settings":
@@ -807,7 +826,8 @@ async def run_trial(options: Options, calls: int, progress: Progress,
             async with (
                 run_server(agent_url=agent.url, audio=options.audio,
                            max_calls=calls + 10, workdir=Path(tmp),
-                           baseline=baseline) as server,
+                           baseline=baseline,
+                           workers=1 if baseline else options.workers) as server,
                 httpx.AsyncClient(timeout=DIAL_TIMEOUT,
                                   limits=httpx.Limits(max_connections=8)) as http,
             ):
