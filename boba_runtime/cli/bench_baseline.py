@@ -61,6 +61,10 @@ def create_relay(agent_url: str) -> QuartTrio:
 
     @app.post("/voice")
     async def voice() -> Response:
+        # Read the form even though it is not used: Hypercorn leaves a kept-alive
+        # connection hanging when the response ends before the request body was read, and
+        # the bench's next /voice on that connection then timed out (ReadTimeout).
+        await request.get_data()
         url = f"ws://{request.host}/twilio"
         twiml = ('<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
                  f'<Stream url="{url}"><Parameter name="token" value="baseline"/>'
