@@ -7,7 +7,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz", "deploy"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz", "deploy", "speech"]
 
 LOCK = ("-c", "constraints.txt")
 """Every session installs the exact versions of the committed lock (CI's Python 3.11)."""
@@ -74,6 +74,13 @@ def deploy(session: nox.Session) -> None:
     session.run("bash", "scripts/setup-deploy.sh", external=True)
     session.install("-e", ".[test]", *LOCK)
     session.run("pytest", "-m", "deploy", "-s", *(session.posargs or ("tests/deploy",)))
+
+
+@nox.session
+def speech(session: nox.Session) -> None:
+    """The local agent's offline speech (issue 19): accuracy, and an order by voice."""
+    session.install("-e", ".[test,speech]")
+    session.run("pytest", "-m", "speech", "--durations=5", *(session.posargs or ("tests",)))
 
 
 @nox.session

@@ -38,6 +38,8 @@ def settings_for_test(data_dir: Path, env: Mapping[str, str] | None = None) -> S
         "BOBA_DATABASE": f"sqlite:///{data_dir / 'boba.sqlite3'}",
         "BOBA_STAFF_PASSWORD": STAFF_PASSWORD,
         "BOBA_SMS": "log",
+        # The local agent's offline speech (when installed) only where a test asks for it.
+        "BOBA_LOCAL_SPEECH": "off",
     }
     base.update(env or {})
     return load_settings({}, base, None)
