@@ -17,9 +17,9 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from boba_runtime.agent.server import serve_local_agent
+from boba_runtime.agent.speech import load_speech
+from boba_runtime.agent.speech.agent import serve_speaking_agent
 from boba_runtime.services import Services
-from boba_runtime.speech import load_speech
-from boba_runtime.speech.agent import serve_speaking_agent
 from boba_web.compat import ClientDisconnectedError, current_websocket
 
 log = logging.getLogger(__name__)

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from boba_proto import audio
-from boba_proto.speech_grammar import Listen
-from boba_runtime.local_agent.dialogue import DialoguePhase, LocalDialogue
-from boba_runtime.local_agent.understand import Lexicon, understand
-from boba_runtime.speech import SpeechEngines
-from boba_runtime.speech.agent import listen_for
-from boba_runtime.speech.caller import CALLER_VOICES, phone_audio
-from boba_runtime.speech.synth import Voice
-from tests.runtime.dialogue_harness import builtin_menu
+from boba_proto.local_agent.dialogue import DialoguePhase, LocalDialogue
+from boba_proto.local_agent.speech_grammar import Listen
+from boba_proto.local_agent.understand import Lexicon, understand
+from boba_runtime.agent.speech import SpeechEngines
+from boba_runtime.agent.speech.agent import listen_for
+from boba_runtime.agent.speech.caller import CALLER_VOICES, phone_audio
+from boba_runtime.agent.speech.synth import Voice
+from tests.protocol.dialogue_harness import builtin_menu
 
 T, C, P, K, D = (DialoguePhase.TAKING, DialoguePhase.CONFIRMING_DRINK,
                  DialoguePhase.ASKING_PHONE, DialoguePhase.CONFIRMING_PHONE,

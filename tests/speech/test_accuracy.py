@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("boba_runtime.speech")
+pytest.importorskip("boba_runtime.agent.speech")
 pytest.importorskip("pocketsphinx")
 pytestmark = [pytest.mark.speech, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ import trio
 from tests.fakes.twilio_client import FRAME_BYTES, SILENCE, TwilioStream, dial, make_call_sid
 from tests.helpers.server import running_server
 
-speech = pytest.importorskip("boba_runtime.speech")
+speech = pytest.importorskip("boba_runtime.agent.speech")
 pytestmark = [pytest.mark.speech, pytest.mark.slow]
 
 ORDER = [
@@ -60,7 +60,7 @@ class Caller:
 
 async def test_a_full_order_by_voice_over_twilio(tmp_path: Path) -> None:
     synth = speech.synthesizer()
-    from boba_runtime.speech.caller import CALLER_VOICES, phone_audio
+    from boba_runtime.agent.speech.caller import CALLER_VOICES, phone_audio
 
     lines = [await trio.to_thread.run_sync(phone_audio, synth, text, CALLER_VOICES[0])
              for text in ORDER]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from boba_proto import audio
-from boba_runtime.speech.synth import Synthesizer, Voice
+from boba_runtime.agent.speech.synth import Synthesizer, Voice
 
 __all__ = ["CALLER_VOICES", "phone_audio", "wav_bytes"]
 

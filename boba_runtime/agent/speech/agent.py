@@ -8,7 +8,7 @@ and still speaks the Deepgram Voice Agent protocol to the bridge, which does not
   the voice-activity detector. Speech starting sends `UserStartedSpeaking` at once
   (barge-in: the bridge clears Twilio's queue, and the reply being spoken stops). Each
   finished utterance is recognised in a worker thread, constrained by the grammar of what
-  the dialogue expects now (`boba_proto.speech_grammar`), and handed to the session as
+  the dialogue expects now (`boba_proto.local_agent.speech_grammar`), and handed to the session as
   the caller's words (`ConversationText` user, as Deepgram does); when nothing in the
   grammar fits, the agent says it did not catch that.
 - **speak**: each reply the session produces (`ConversationText` assistant,
@@ -34,14 +34,14 @@ import numpy.typing as npt
 import trio
 
 from boba_proto import agent, audio
+from boba_proto.local_agent.dialogue import DialoguePhase, LocalDialogue
+from boba_proto.local_agent.speech_grammar import Listen
+from boba_proto.local_agent.vad import SpeechStarted, UtteranceEnded, VoiceActivityDetector
 from boba_proto.menu import Menu
-from boba_proto.speech_grammar import Listen
-from boba_proto.vad import SpeechStarted, UtteranceEnded, VoiceActivityDetector
-from boba_runtime.agent_link import sole_exception
-from boba_runtime.local_agent.dialogue import DialoguePhase, LocalDialogue
-from boba_runtime.local_agent.server import AgentSocket, LocalAgentSession
-from boba_runtime.speech import SpeechEngines
-from boba_runtime.speech.recognize import SAMPLE_RATE, CallDecoder
+from boba_runtime.agent.server import AgentSocket, LocalAgentSession
+from boba_runtime.agent.speech import SpeechEngines
+from boba_runtime.agent.speech.recognize import SAMPLE_RATE, CallDecoder
+from boba_runtime.call.agent_link import sole_exception
 
 __all__ = ["CallSpeechStats", "listen_for", "serve_speaking_agent"]
 

@@ -101,10 +101,10 @@ class VoiceActivityDetector:
         self._frames_seen += 1
         level = self._level_db(frame)
         loud = level > max(self._floor_db + c.margin_db, c.absolute_db)
-        if not loud:
-            # The floor falls at once to a quieter line, and rises slowly to a louder one.
-            rise = c.floor_rise_db_per_s * c.frame_s
-            self._floor_db = level if level < self._floor_db else self._floor_db + rise
+        # The floor falls at once to a quieter line and rises slowly towards a louder one,
+        # even while it counts as speech: a steady hum ends up below the margin.
+        rise = c.floor_rise_db_per_s * c.frame_s
+        self._floor_db = level if level < self._floor_db else min(level, self._floor_db + rise)
         if not self.in_speech:
             if loud:
                 self._onset.append(frame)

@@ -2,7 +2,7 @@
 both from PyPI wheels with their data inside (`pip install .[speech]`).
 
 `load_speech(menu)` returns the engines, or None (logged once, at start) when they are not
-installed: the local agent then works by text as before. See `boba_runtime.speech.agent`
+installed: the local agent then works by text as before. See `boba_runtime.agent.speech.agent`
 for how a call uses them.
 """
 
@@ -12,8 +12,8 @@ import functools
 import logging
 
 from boba_proto.menu import Menu
-from boba_runtime.speech.recognize import Recognizer
-from boba_runtime.speech.synth import SpeechUnavailable, Synthesizer, Voice
+from boba_runtime.agent.speech.recognize import Recognizer
+from boba_runtime.agent.speech.synth import SpeechUnavailable, Synthesizer, Voice
 
 __all__ = ["AGENT_VOICE", "SpeechEngines", "SpeechUnavailable", "load_speech", "synthesizer"]
 

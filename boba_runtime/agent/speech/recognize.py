@@ -1,5 +1,5 @@
 """Speech to text with PocketSphinx, constrained by the grammar of what the caller may say
-now (`boba_proto.speech_grammar`). The acoustic model ships in the `pocketsphinx` wheel
+now (`boba_proto.local_agent.speech_grammar`). The acoustic model ships in the `pocketsphinx` wheel
 (`pip install .[speech]`); nothing is downloaded.
 
 A `Recognizer` is built once per menu (pronunciations of the menu's words: the CMU
@@ -21,9 +21,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from boba_proto.local_agent.speech_grammar import Listen, grammar, vocabulary
 from boba_proto.menu import Menu
-from boba_proto.speech_grammar import Listen, grammar, vocabulary
-from boba_runtime.speech.synth import SpeechUnavailable, Synthesizer
+from boba_runtime.agent.speech.synth import SpeechUnavailable, Synthesizer
 
 __all__ = ["CallDecoder", "Recognized", "Recognizer", "arpabet"]
 
