@@ -101,6 +101,13 @@ def bench_dsp(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def bench_speech(session: nox.Session) -> None:
+    """CPU per call of the local agent's offline speech (issue 19)."""
+    session.install("-e", ".[speech]")
+    session.run("python", "bench/bench_speech.py", *session.posargs)
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Load benchmark (CONTRACT §11): `nox -s bench -- --calls 50 --audio mulaw --json f.json`."""
     session.install("-e", ".", *LOCK)
