@@ -30,12 +30,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from boba_proto import audio  # noqa: E402
-from boba_proto.local_agent.vad import UtteranceEnded, VoiceActivityDetector  # noqa: E402
-from boba_runtime.agent.speech import AGENT_VOICE, SpeechEngines  # noqa: E402
-from boba_runtime.agent.speech.agent import listen_for  # noqa: E402
-from boba_runtime.agent.speech.caller import CALLER_VOICES, phone_audio  # noqa: E402
-from tests.protocol.dialogue_harness import Conversation, builtin_menu  # noqa: E402
+from boba_proto import audio
+from boba_proto.local_agent.vad import UtteranceEnded, VoiceActivityDetector
+from boba_runtime.agent.speech import AGENT_VOICE, SpeechEngines
+from boba_runtime.agent.speech.agent import listen_for
+from boba_runtime.agent.speech.caller import CALLER_VOICES, phone_audio
+from tests.protocol.dialogue_harness import Conversation, builtin_menu
 
 CALLER_LINES = [
     "hi there, can I get a taro milk tea with tapioca pearls please",
