@@ -147,7 +147,7 @@ def grammar(menu: Menu, listen: Listen) -> str:
     if Listen.CHANGES in listen:
         lines.append("<change> = [actually] (make it | change it to) (<flavor> | <setting>)"
                      " | [actually] (<with> | <setting>)+ [instead]"
-                     " | [the] <extra> (too | instead) (<setting>)* | add [the] <extra>;")
+                     " | [the] <extra> (too | instead) [please] <setting>* | add [the] <extra>;")
         main.append("<change>")
     if Listen.REMOVE in listen:
         lines.append("<remove> = (remove | cancel | drop) the"
