@@ -20,6 +20,7 @@ from tests.browser.cdp import find_chromium, launch_browser
 from tests.helpers.server import running_server
 
 pytest.importorskip("pocketsphinx")
+pytest.importorskip("espeakng_loader")
 pytestmark = [pytest.mark.browser, pytest.mark.speech, pytest.mark.slow]
 
 TRANSCRIPT = "Array.from(document.querySelectorAll('#transcript li'), li => li.textContent)"

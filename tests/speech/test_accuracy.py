@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("boba_runtime.agent.speech")
 pytest.importorskip("pocketsphinx")
+pytest.importorskip("espeakng_loader")
 pytestmark = [pytest.mark.speech, pytest.mark.slow]
 
 MEASURED_FLOOR = 0.75

@@ -13,6 +13,7 @@ from tests.helpers.server import running_server
 
 pytest.importorskip("boba_runtime.agent.speech")
 pytest.importorskip("pocketsphinx")
+pytest.importorskip("espeakng_loader")
 pytestmark = [pytest.mark.speech, pytest.mark.slow]
 
 SCRIPT = [

@@ -17,6 +17,7 @@ from tests.protocol.dialogue_harness import builtin_menu
 
 speech = pytest.importorskip("boba_runtime.agent.speech")
 pytest.importorskip("pocketsphinx")
+pytest.importorskip("espeakng_loader")
 pytestmark = [pytest.mark.speech]
 
 

@@ -16,6 +16,8 @@ from tests.fakes.twilio_client import FRAME_BYTES, SILENCE, TwilioStream, dial, 
 from tests.helpers.server import running_server
 
 speech = pytest.importorskip("boba_runtime.agent.speech")
+pytest.importorskip("pocketsphinx")
+pytest.importorskip("espeakng_loader")
 pytestmark = [pytest.mark.speech, pytest.mark.slow]
 
 ORDER = [
