@@ -42,7 +42,7 @@ def from_this_host(scope: dict[str, Any], headers: Any) -> bool:
 
 def register_local_agent_route(app: QuartTrio, services: Services) -> None:
     menu = services.menu
-    # None without `pip install .[speech]` (said once in the log), or BOBA_LOCAL_SPEECH=off.
+    # None without `pip install .[speech]` (said once in the log at start).
     speaks = services.settings.agent_url == "local" and services.settings.local_speech != "off"
     speech = load_speech(menu) if speaks else None
 

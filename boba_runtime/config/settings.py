@@ -54,7 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     speak_model: str = "aura-2-odysseus-en"
     greeting: str = DEFAULT_GREETING
     audio: Literal["linear16", "mulaw"] = "linear16"
-    local_speech: Literal["auto", "off"] = "auto"  # the local agent hears and speaks (§9)
+    # The local agent hears and speaks when the speech extra is installed (§9); not a
+    # CONTRACT §2 variable: "off" is for embedding and for tests that want text only.
+    local_speech: Literal["auto", "off"] = "auto"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None
@@ -155,7 +157,6 @@ VARIABLES: dict[str, str] = {
     "BOBA_SPEAK_MODEL": "speak_model",
     "BOBA_GREETING": "greeting",
     "BOBA_AUDIO": "audio",
-    "BOBA_LOCAL_SPEECH": "local_speech",
     "TWILIO_ACCOUNT_SID": "twilio_account_sid",
     "TWILIO_AUTH_TOKEN": "twilio_auth_token",
     "TWILIO_FROM_NUMBER": "twilio_from_number",
@@ -417,11 +418,6 @@ def _derive(raw: Mapping[str, str]) -> Settings:
         raw, "BOBA_AUDIO", lambda t: _choice("BOBA_AUDIO", t, ("linear16", "mulaw")), "linear16"
     )
 
-    local_speech = _take(
-        raw, "BOBA_LOCAL_SPEECH", lambda t: _choice("BOBA_LOCAL_SPEECH", t, ("auto", "off")),
-        "auto",
-    )
-
     menu = raw.get("BOBA_MENU")
     if menu is not None:
         _readable_file("BOBA_MENU", menu)
@@ -445,7 +441,6 @@ def _derive(raw: Mapping[str, str]) -> Settings:
         speak_model=raw.get("BOBA_SPEAK_MODEL", base.speak_model),
         greeting=raw.get("BOBA_GREETING", base.greeting),
         audio="mulaw" if audio == "mulaw" else "linear16",
-        local_speech="off" if local_speech == "off" else "auto",
         twilio_account_sid=sid,
         twilio_auth_token=token,
         twilio_from_number=from_number,

@@ -17,7 +17,7 @@ import pytest
 
 from boba_runtime.config.auth import make_session_cookie
 from tests.browser.cdp import find_chromium, launch_browser
-from tests.helpers.server import running_server
+from tests.helpers.server import running_server, settings_for_test
 
 pytest.importorskip("pocketsphinx")
 pytest.importorskip("espeakng_loader")
@@ -63,7 +63,8 @@ async def test_a_drink_ordered_by_voice_from_the_phone_page(tmp_path: Path) -> N
     wav.write_bytes(caller_wav())
     flags = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
              f"--use-file-for-fake-audio-capture={wav}")
-    async with running_server(tmp_path / "shop", {"BOBA_LOCAL_SPEECH": "auto"}) as server:
+    settings = settings_for_test(tmp_path / "shop", speech=True)
+    async with running_server(tmp_path / "shop", settings=settings) as server:
         base = server.base_url
         cookie = make_session_cookie(server.services.secret_key, datetime.now(UTC))
         async with launch_browser(chromium, extra_flags=flags) as browser:

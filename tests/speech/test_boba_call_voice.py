@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.server import running_server
+from tests.helpers.server import running_server, settings_for_test
 
 pytest.importorskip("boba_runtime.agent.speech")
 pytest.importorskip("pocketsphinx")
@@ -38,7 +38,8 @@ async def test_a_voice_call_from_the_terminal_orders_and_saves_the_agents_audio(
         return lines.pop(0) if lines else None
 
     wav = tmp_path / "agent.wav"
-    async with running_server(tmp_path / "shop", {"BOBA_LOCAL_SPEECH": "auto"}) as server:
+    settings = settings_for_test(tmp_path / "shop", speech=True)
+    async with running_server(tmp_path / "shop", settings=settings) as server:
         code = await run_phone_call(
             server.base_url, server.services.staff_password, next_line, out=out,
             turn_timeout=30, voice=CallerVoice(), save_audio=str(wav),

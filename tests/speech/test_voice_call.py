@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from tests.fakes.twilio_client import FRAME_BYTES, SILENCE, TwilioStream, dial, make_call_sid
-from tests.helpers.server import running_server
+from tests.helpers.server import running_server, settings_for_test
 
 speech = pytest.importorskip("boba_runtime.agent.speech")
 pytest.importorskip("pocketsphinx")
@@ -66,8 +66,11 @@ async def test_a_full_order_by_voice_over_twilio(tmp_path: Path) -> None:
 
     lines = [await trio.to_thread.run_sync(phone_audio, synth, text, CALLER_VOICES[0])
              for text in ORDER]
-    env = {"BOBA_LOCAL_SPEECH": "auto", "BOBA_AUDIO": "mulaw"}
-    async with running_server(tmp_path / "shop", env) as server, httpx.AsyncClient() as client:
+    settings = settings_for_test(tmp_path / "shop", {"BOBA_AUDIO": "mulaw"}, speech=True)
+    async with (
+        running_server(tmp_path / "shop", settings=settings) as server,
+        httpx.AsyncClient() as client,
+    ):
         async with dial(client, server_url=server.base_url, public_url=server.base_url,
                         auth_token=None, call_sid=make_call_sid(7), caller="+14155550199",
                         audio=False) as stream:
