@@ -79,7 +79,7 @@ def deploy(session: nox.Session) -> None:
 @nox.session
 def speech(session: nox.Session) -> None:
     """The local agent's offline speech (issue 19): accuracy, and an order by voice."""
-    session.install("-e", ".[test,speech]")
+    session.install("-e", ".[test,speech]", *LOCK)
     session.run(  # the voice test of /phone runs in the browser session
         "pytest", "-m", "speech and not browser", "--durations=5",
         *(session.posargs or ("tests",)),
@@ -106,7 +106,7 @@ def bench_dsp(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench_speech(session: nox.Session) -> None:
     """CPU per call of the local agent's offline speech (issue 19)."""
-    session.install("-e", ".[speech]")
+    session.install("-e", ".[speech]", *LOCK)
     session.run("python", "bench/bench_speech.py", *session.posargs)
 
 
