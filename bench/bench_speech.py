@@ -39,10 +39,10 @@ from tests.protocol.dialogue_harness import Conversation, builtin_menu
 
 CALLER_LINES = [
     "hi there, can I get a taro milk tea with tapioca pearls please",
-    "yes please",
+    "yes",
     "nothing else",
     "four one five, five five five, zero one four two",
-    "yes please",
+    "yes",
     "goodbye",
 ]
 PAUSE_S = 1.5  # silence on the line after each utterance (the agent's turn is on top)

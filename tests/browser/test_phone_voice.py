@@ -66,7 +66,10 @@ async def test_a_drink_ordered_by_voice_from_the_phone_page(tmp_path: Path) -> N
     settings = settings_for_test(tmp_path / "shop", speech=True)
     async with running_server(tmp_path / "shop", settings=settings) as server:
         base = server.base_url
-        cookie = make_session_cookie(server.services.secret_key, datetime.now(UTC))
+        services = server.services
+        cookie = make_session_cookie(
+            services.secret_key, datetime.now(UTC), password=services.staff_password
+        )
         async with launch_browser(chromium, extra_flags=flags) as browser:
             page = await browser.new_page(width=768, height=1024)
             await page.send("Network.setCookie", name="boba_session", value=cookie, url=base)

@@ -18,10 +18,10 @@ pytestmark = [pytest.mark.speech, pytest.mark.slow]
 
 SCRIPT = [
     "can I get a black milk tea with egg pudding, half sweet, no ice",
-    "yes please",
+    "yes",
     "nothing else",
     "four one five, five five five, zero one four two",
-    "yes please",
+    "yes",
 ]
 
 

@@ -22,10 +22,10 @@ pytestmark = [pytest.mark.speech, pytest.mark.slow]
 
 ORDER = [
     "hi there, can I get a taro milk tea with tapioca pearls please",
-    "yes please",
+    "yes",
     "nothing else",
     "four one five, five five five, zero one four two",
-    "yes please",
+    "yes",
     "goodbye",
 ]
 
