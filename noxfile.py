@@ -7,7 +7,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz", "deploy"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz", "deploy", "speech"]
 
 LOCK = ("-c", "constraints.txt")
 """Every session installs the exact versions of the committed lock (CI's Python 3.11)."""
@@ -15,10 +15,10 @@ LOCK = ("-c", "constraints.txt")
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Protocol, golden, runtime and loopback tests (everything but browser and deploy)."""
+    """Protocol, golden, runtime and loopback tests (everything but browser, deploy, speech)."""
     session.install("-e", ".[test]", *LOCK)
     session.run(
-        "pytest", "-m", "not browser and not deploy", "--durations=10",
+        "pytest", "-m", "not browser and not deploy and not speech", "--durations=10",
         *(session.posargs or ("tests",)),
     )
 
@@ -42,7 +42,7 @@ def typecheck(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """The TV board and the barista console in real headless Chromium (Debian's package)."""
     session.run("bash", "scripts/setup-browser.sh", external=True)
-    session.install("-e", ".[test]", *LOCK)
+    session.install("-e", ".[test,speech]", *LOCK)  # /phone by voice needs the offline speech
     session.run("pytest", "-m", "browser", *(session.posargs or ("tests/browser",)))
 
 
@@ -77,6 +77,16 @@ def deploy(session: nox.Session) -> None:
 
 
 @nox.session
+def speech(session: nox.Session) -> None:
+    """The local agent's offline speech (issue 19): accuracy, and an order by voice."""
+    session.install("-e", ".[test,speech]", *LOCK)
+    session.run(  # the voice test of /phone runs in the browser session
+        "pytest", "-m", "speech and not browser", "--durations=5",
+        *(session.posargs or ("tests",)),
+    )
+
+
+@nox.session
 def golden_update(session: nox.Session) -> None:
     """Deliberate snapshot refresh: never run in CI; review the diff before committing."""
     session.install("-e", ".[test]", *LOCK)
@@ -91,6 +101,13 @@ def bench_dsp(session: nox.Session) -> None:
         "python", "bench/bench_dsp.py", *(session.posargs or ("--pin",)),
         env={"OPENBLAS_NUM_THREADS": "1"},
     )
+
+
+@nox.session(default=False)
+def bench_speech(session: nox.Session) -> None:
+    """CPU per call of the local agent's offline speech (issue 19)."""
+    session.install("-e", ".[speech]", *LOCK)
+    session.run("python", "bench/bench_speech.py", *session.posargs)
 
 
 @nox.session(default=False)

@@ -17,6 +17,8 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from boba_runtime.agent.server import serve_local_agent
+from boba_runtime.agent.speech import load_speech
+from boba_runtime.agent.speech.agent import serve_speaking_agent
 from boba_runtime.services import Services
 from boba_web.compat import ClientDisconnectedError, current_websocket
 
@@ -40,6 +42,9 @@ def from_this_host(scope: dict[str, Any], headers: Any) -> bool:
 
 def register_local_agent_route(app: QuartTrio, services: Services) -> None:
     menu = services.menu
+    # None without `pip install .[speech]` (said once in the log at start).
+    speaks = services.settings.agent_url == "local" and services.settings.local_speech != "off"
+    speech = load_speech(menu) if speaks else None
 
     @app.websocket(PATH)
     async def local_agent() -> Response | None:
@@ -50,6 +55,9 @@ def register_local_agent_route(app: QuartTrio, services: Services) -> None:
                             mimetype="text/plain")
         await ws.accept()
         with contextlib.suppress(ClientDisconnectedError):
-            await serve_local_agent(ws, menu)
+            if speech is not None:
+                await serve_speaking_agent(ws, menu, speech)
+            else:
+                await serve_local_agent(ws, menu)
             await ws.close(1000)
         return None

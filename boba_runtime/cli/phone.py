@@ -1,6 +1,7 @@
 """`boba call`: a phone call from the terminal against a running `boba serve` (CONTRACT §1).
 
     boba call [--url URL] [--script FILE] [--password PW] [--caller NUMBER]
+              [--voice] [--save-audio FILE]
 
 It opens the staff softphone socket `/phone/ws` (the same `run_call` as a Twilio call),
 plays Twilio's part (`connected`, `start`, marks echoed as if played, `stop`), and sends
@@ -12,6 +13,11 @@ passed). It prints
     agent: <each assistant transcript>
     fn: <name>(<arguments JSON>) -> <result JSON>
     order: <NNNN>            (last, when the call committed an order)
+
+With `--voice` (needs `pip install .[speech]`) each line is spoken into the call as audio
+(eSpeak NG, μ-law 8 kHz, 20 ms frames, silence in between) instead of sent as text, and
+`heard: <words>` shows what the agent recognised. `--save-audio FILE` writes the agent's
+audio, as the caller heard it, to a WAV file when the call ends.
 
 Exit 0 only when the call ended with a committed order, 1 when it ended without one, 2 on
 usage or connection errors (bad flags, unreadable script, server unreachable, password
@@ -42,6 +48,7 @@ from boba_proto import phone
 from boba_proto import twilio as tw
 from boba_proto.errors import RemoteProtocolError
 from boba_runtime.call.agent_link import sole_exception
+from boba_runtime.cli.phone_voice import CallerVoice, SpeechUnavailable, save_wav
 from boba_runtime.config.settings import SettingsError, default_public_url, read_dotenv
 
 __all__ = ["main"]
@@ -80,6 +87,8 @@ class CallLine:
     last_event: float = 0.0
     saw_mark: bool = False
     saw_reply: bool = False
+    voice: CallerVoice | None = None  # --voice: lines are spoken, not typed
+    agent_audio: bytearray | None = None  # --save-audio: the agent's μ-law, as played
 
     def print(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -171,6 +180,10 @@ async def _reader(ws: trio_websocket.WebSocketConnection, line: CallLine) -> Non
                 case phone.PhoneTranscript(role="assistant", content=content):
                     line.print(f"agent: {content}")
                     line.saw_reply = True
+                case phone.PhoneTranscript(role="user", content=content) if line.voice:
+                    line.print(f"heard: {content}")
+                case tw.SendMedia(payload=payload) if line.agent_audio is not None:
+                    line.agent_audio += payload
                 case phone.PhoneFunction(name=name, arguments=arguments, result=result):
                     line.print(f"fn: {name}({arguments}) -> {result}")
                     if name == "checkout_order":
@@ -225,6 +238,8 @@ async def run_phone_call(
     out: TextIO,
     caller: str | None = None,
     turn_timeout: float = TURN_TIMEOUT_S,
+    voice: CallerVoice | None = None,
+    save_audio: str | None = None,
 ) -> int:
     """One call; `next_line()` is awaited for each utterance (None ends the call)."""
     target = phone_socket_url(url)
@@ -232,7 +247,8 @@ async def run_phone_call(
     ssl_context = ssl.create_default_context() if parts.scheme == "wss" else None
     headers = [(b"Authorization", f"Bearer {password}".encode())]
     stream_sid = "MZ" + uuid.uuid4().hex
-    line = CallLine(out=out, stream_sid=stream_sid)
+    line = CallLine(out=out, stream_sid=stream_sid, voice=voice,
+                    agent_audio=bytearray() if save_audio else None)
     try:
         async with trio.open_nursery() as nursery:
             try:
@@ -263,6 +279,11 @@ async def run_phone_call(
         if isinstance(sole, trio_websocket.HandshakeError | OSError):
             raise CallFailed(f"cannot connect to {target}: {sole}") from None
         raise
+    if save_audio is not None and line.agent_audio is not None:
+        try:
+            save_wav(save_audio, bytes(line.agent_audio))
+        except OSError as exc:
+            raise CallFailed(f"cannot write {save_audio!r}: {exc}") from None
     if line.close_code in (1008, 1013):
         raise CallFailed(
             "the server refused the call: "
@@ -304,6 +325,22 @@ async def _converse(
     )
     await ws.send_message(tw.encode_event(start))
     line.begin_turn()
+    if line.voice is None:
+        await _talk(ws, line, next_line, turn_timeout)
+        return
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(line.voice.pump, ws, sid)
+        await _talk(ws, line, next_line, turn_timeout)
+        nursery.cancel_scope.cancel()
+
+
+async def _talk(
+    ws: trio_websocket.WebSocketConnection,
+    line: CallLine,
+    next_line: NextLine,
+    turn_timeout: float,
+) -> None:
+    sid = line.stream_sid
     try:
         while not line.ended.is_set():
             await _wait_for_agent(line, turn_timeout)  # the greeting, then each reply
@@ -313,8 +350,12 @@ async def _converse(
             if text is None or line.ended.is_set():
                 break
             line.print(f"caller: {text}")
-            line.begin_turn()
-            await ws.send_message(phone.encode_text(text))
+            if line.voice is not None:
+                await line.voice.say(text)  # the reply comes after the pause that ends it
+                line.begin_turn()
+            else:
+                line.begin_turn()
+                await ws.send_message(phone.encode_text(text))
         stop = tw.Stop(stream_sid=sid, sequence_number="2",
                        stop=tw.StopInfo(account_sid="", call_sid=""))
         await ws.send_message(tw.encode_event(stop))
@@ -325,6 +366,13 @@ async def _converse(
 
 
 # --- entry point ------------------------------------------------------------------------------
+
+
+def _caller_voice() -> CallerVoice:
+    try:
+        return CallerVoice()
+    except SpeechUnavailable as exc:
+        raise CallFailed(f"--voice: {exc}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -340,6 +388,10 @@ def _parser() -> argparse.ArgumentParser:
                         "BOBA_STAFF_PASSWORD, else BOBA_DATA_DIR/staff-password)")
     parser.add_argument("--caller", metavar="NUMBER", help="the number the call comes from "
                         "(for 'is my order ready')")
+    parser.add_argument("--voice", action="store_true", help="speak each line into the call "
+                        "as audio (eSpeak NG; needs pip install .[speech])")
+    parser.add_argument("--save-audio", metavar="FILE", help="write the agent's audio to "
+                        "this WAV file when the call ends")
     parser.add_argument("--turn-timeout", type=float, default=TURN_TIMEOUT_S, metavar="S",
                         help=f"seconds to wait for a reply (default {TURN_TIMEOUT_S:g})")
     return parser
@@ -362,6 +414,7 @@ def main(argv: list[str], *, environ: Mapping[str, str] | None = None,
         script = read_script(args.script) if args.script is not None else None
         if args.turn_timeout <= 0:
             raise CallFailed("--turn-timeout must be positive")
+        voice = _caller_voice() if args.voice else None
     except (CallFailed, SettingsError) as exc:
         print(f"boba call: {exc}", file=err)
         return EXIT_USAGE
@@ -392,7 +445,7 @@ def main(argv: list[str], *, environ: Mapping[str, str] | None = None,
     try:
         return trio.run(lambda: run_phone_call(
             url, password, next_line, out=out, caller=args.caller,
-            turn_timeout=args.turn_timeout,
+            turn_timeout=args.turn_timeout, voice=voice, save_audio=args.save_audio,
         ))
     except CallFailed as exc:
         print(f"boba call: {exc}", file=err)

@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     speak_model: str = "aura-2-odysseus-en"
     greeting: str = DEFAULT_GREETING
     audio: Literal["linear16", "mulaw"] = "linear16"
+    # The local agent hears and speaks when the speech extra is installed (§9); not a
+    # CONTRACT §2 variable: "off" is for embedding and for tests that want text only.
+    local_speech: Literal["auto", "off"] = "auto"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None

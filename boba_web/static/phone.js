@@ -4,8 +4,15 @@
 //   from the server: {"event": "transcript", "role", "content"}   what was said
 //                    {"event": "function", "name", "arguments", "result"}
 // Agent audio arrives as μ-law 8 kHz "media" and is played; each "mark" is echoed once
-// the audio before it has played (as Twilio does), "clear" drops what is queued. With the
-// microphone on, caller audio goes out as 20 ms μ-law "media" frames.
+// the audio before it has played (as Twilio does), "clear" drops what is queued at once.
+// With the microphone on, caller audio goes out as 20 ms μ-law "media" frames.
+//
+// Audio runs in one AudioContext at the phone rate, 8 kHz: the browser resamples the
+// microphone into it (so resampling happens in the browser, with its own band-limited
+// resampler), an AudioWorklet (phone-worklet.js) cuts it into 160-sample frames, and agent
+// audio (μ-law 8 kHz) plays without any conversion, through a jitter buffer: playback of a
+// reply starts JITTER_S after its first frame arrives, and later frames are scheduled end
+// to end, so frames arriving unevenly over the network still play without gaps.
 (function () {
   "use strict";
 
@@ -29,7 +36,9 @@
   let sources = [];
   let markTimers = [];
   let mic = null; // {stream, node, source}
-  let micBuffer = [];
+  const JITTER_S = 0.12; // how much agent audio is buffered before a reply starts playing
+  const PHONE_RATE = 8000;
+  const WORKLET_URL = document.currentScript.src.replace(/phone\.js(\?.*)?$/, "phone-worklet.js");
 
   function status(text, state) {
     connection.textContent = text;
@@ -94,7 +103,7 @@
 
   // --- agent audio ----------------------------------------------------------------------
   function ensureAudio() {
-    if (!audio) audio = new (window.AudioContext || window.webkitAudioContext)();
+    if (!audio) audio = new AudioContext({ sampleRate: PHONE_RATE });
     if (audio.state === "suspended") audio.resume();
     return audio;
   }
@@ -102,13 +111,14 @@
   function play(payload) {
     const ctx = ensureAudio();
     const bytes = base64ToBytes(payload);
-    const buffer = ctx.createBuffer(1, bytes.length, 8000);
+    const buffer = ctx.createBuffer(1, bytes.length, PHONE_RATE);
     const channel = buffer.getChannelData(0);
     for (let i = 0; i < bytes.length; i += 1) channel[i] = ulawToLinear(bytes[i]) / 32768;
     const source = ctx.createBufferSource();
     source.buffer = buffer;
     source.connect(ctx.destination);
-    playAt = Math.max(playAt, ctx.currentTime + 0.05);
+    // Underrun (nothing queued): start again JITTER_S from now; else right after the queue.
+    if (playAt < ctx.currentTime + 0.005) playAt = ctx.currentTime + JITTER_S;
     source.start(playAt);
     playAt += buffer.duration;
     sources.push(source);
@@ -141,45 +151,36 @@
   // --- the microphone --------------------------------------------------------------------
   async function startMic() {
     const ctx = ensureAudio();
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    await ctx.audioWorklet.addModule(WORKLET_URL);
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false },
+    });
     const source = ctx.createMediaStreamSource(stream);
-    const node = ctx.createScriptProcessor(2048, 1, 1);
-    const ratio = ctx.sampleRate / 8000;
-    let carry = 0;
-    node.onaudioprocess = (event) => {
-      const input = event.inputBuffer.getChannelData(0);
-      // Average each 1/8000 s span: a crude low-pass before decimating to 8 kHz.
-      let pos = carry;
-      for (; pos + ratio <= input.length; pos += ratio) {
-        let sum = 0;
-        let n = 0;
-        for (let i = Math.floor(pos); i < Math.floor(pos + ratio); i += 1) { sum += input[i]; n += 1; }
-        const sample = Math.max(-1, Math.min(1, n ? sum / n : 0));
-        micBuffer.push(linearToUlaw(Math.round(sample * 32767)));
+    const node = new AudioWorkletNode(ctx, "mic-frames", { numberOfInputs: 1, numberOfOutputs: 0 });
+    node.port.onmessage = (event) => {
+      const samples = event.data; // Float32Array(160): 20 ms at 8 kHz
+      const frame = new Uint8Array(samples.length);
+      for (let i = 0; i < samples.length; i += 1) {
+        frame[i] = linearToUlaw(Math.round(Math.max(-1, Math.min(1, samples[i])) * 32767));
       }
-      carry = Math.max(0, pos - input.length);
-      while (micBuffer.length >= 160) {
-        const frame = Uint8Array.from(micBuffer.splice(0, 160));
-        chunk += 1;
-        send({
-          event: "media", streamSid, sequenceNumber: nextSeq(),
-          media: { track: "inbound", chunk: String(chunk), timestamp: String(chunk * 20),
-                   payload: bytesToBase64(frame) },
-        });
-      }
+      chunk += 1;
+      send({
+        event: "media", streamSid, sequenceNumber: nextSeq(),
+        media: { track: "inbound", chunk: String(chunk), timestamp: String(chunk * 20),
+                 payload: bytesToBase64(frame) },
+      });
     };
     source.connect(node);
-    node.connect(ctx.destination);
     mic = { stream, node, source };
   }
 
   function stopMic() {
     if (!mic) return;
+    mic.node.port.onmessage = null;
     mic.node.disconnect();
     mic.source.disconnect();
     mic.stream.getTracks().forEach((t) => t.stop());
     mic = null;
-    micBuffer = [];
   }
 
   micBox.addEventListener("change", async () => {

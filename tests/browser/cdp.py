@@ -264,7 +264,8 @@ async def _devtools_url(profile: Path, process: trio.Process, log: Path) -> str:
 
 @asynccontextmanager
 async def launch_browser(
-    executable: str | None = None, *, window: tuple[int, int] = (1280, 800)
+    executable: str | None = None, *, window: tuple[int, int] = (1280, 800),
+    extra_flags: tuple[str, ...] = (),
 ) -> AsyncIterator[Browser]:
     """Start Chromium headless with a throwaway profile; kill it and delete it on exit."""
     chromium = executable or find_chromium()
@@ -279,6 +280,7 @@ async def launch_browser(
                 [
                     chromium,
                     *CHROMIUM_FLAGS,
+                    *extra_flags,
                     f"--user-data-dir={profile}",
                     f"--window-size={window[0]},{window[1]}",
                     "about:blank",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
 from boba_runtime.cli.serve import run_shop
@@ -29,8 +30,11 @@ STAFF_PASSWORD = "test-staff-password"
 STOP_TIMEOUT = 10.0  # seconds a graceful stop may take before the test cancels it
 
 
-def settings_for_test(data_dir: Path, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings for a loopback test server whose files all live in `data_dir`."""
+def settings_for_test(
+    data_dir: Path, env: Mapping[str, str] | None = None, *, speech: bool = False
+) -> Settings:
+    """Settings for a loopback test server whose files all live in `data_dir`. The local
+    agent's offline speech (when installed) is on only where a test asks (`speech`)."""
     base = {
         "BOBA_HOST": "127.0.0.1",
         "BOBA_PORT": "0",
@@ -40,7 +44,8 @@ def settings_for_test(data_dir: Path, env: Mapping[str, str] | None = None) -> S
         "BOBA_SMS": "log",
     }
     base.update(env or {})
-    return load_settings({}, base, None)
+    settings = load_settings({}, base, None)
+    return settings if speech else msgspec.structs.replace(settings, local_speech="off")
 
 
 @dataclass
