@@ -8,7 +8,6 @@ kills it with SIGKILL mid-stream, reopens the store and looks for every printed 
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 import trio
 
 from boba_runtime.store.order_store import MIGRATIONS, OrderStore, sqlite_path_from_url
+from tests.helpers.processes import checkout_env
 
 CHILD = r"""
 import sys
@@ -53,7 +53,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
 
 def start_child(url: str, count: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = checkout_env()
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, url, str(count)],
         stdout=subprocess.PIPE,
