@@ -41,6 +41,11 @@ from deepgram.agent.v1 import (
 
 Script = Callable[["FakeAgentSession"], Awaitable[None]]
 
+# Every FakeAgentServer a test creates, so tests/conftest.py can fail the test when a script
+# raised or the bridge broke the protocol (a fake that swallows its findings proves nothing).
+# Test-side bookkeeping only: cleared by the conftest hook before each test.
+CREATED_SERVERS: list[FakeAgentServer] = []
+
 _CLIENT_MODELS: dict[str, type[pydantic.BaseModel]] = {
     "Settings": AgentV1Settings,
     "FunctionCallResponse": AgentV1SendFunctionCallResponse,
@@ -338,6 +343,25 @@ class FakeAgentServer:
         self.reject_with: int | None = None  # set to e.g. 401 to refuse handshakes
         self.script_errors: list[BaseException] = []
         self.results: list[dict[str, Any]] = []
+        # Problems a test provoked on purpose (e.g. a bad Settings) and has checked itself.
+        self.expected_protocol_errors: list[str] = []
+        CREATED_SERVERS.append(self)
+
+    def problems(self) -> list[str]:
+        """Script failures (with their tracebacks) and unexpected protocol errors."""
+        import traceback
+
+        found = [
+            "fake agent script raised:\n" + "".join(traceback.format_exception(error)).rstrip()
+            for error in self.script_errors
+        ]
+        for index, session in enumerate(self.sessions):
+            found += [
+                f"fake agent session {index}: protocol error: {error}"
+                for error in session.protocol_errors
+                if error not in self.expected_protocol_errors
+            ]
+        return found
 
     @property
     def url(self) -> str:
