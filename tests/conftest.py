@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import fake_agent
+from tests.fakes import fake_agent, twilio_client
 from tests.helpers.server import RunningServer, running_server
 
 # Skips CI may have, by a substring of their reason. Keep this short: each entry is a test
@@ -40,6 +40,7 @@ async def boba_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     fake_agent.CREATED_SERVERS.clear()
+    twilio_client.CREATED_STREAMS.clear()
     try:
         result = yield
     except BaseException:
@@ -49,14 +50,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         raise
     problems = _fake_agent_problems()
     if problems:
-        pytest.fail("the fake Deepgram agent saw a failure:\n\n" + "\n\n".join(problems),
-                    pytrace=False)
+        pytest.fail("a fake (Deepgram agent or Twilio stream) saw a failure:\n\n"
+                    + "\n\n".join(problems), pytrace=False)
     return result
 
 
 def _fake_agent_problems() -> list[str]:
     found = [p for server in fake_agent.CREATED_SERVERS for p in server.problems()]
+    found += [f"fake Twilio stream {stream.call_sid}: Twilio would refuse: {error}"
+              for stream in twilio_client.CREATED_STREAMS for error in stream.played.errors]
     fake_agent.CREATED_SERVERS.clear()
+    twilio_client.CREATED_STREAMS.clear()
     return found
 
 

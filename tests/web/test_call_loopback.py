@@ -91,6 +91,7 @@ async def shop_line(
     script: Callable[[FakeAgentSession], Any],
     *,
     tls: bool = False,
+    agent_options: dict[str, Any] | None = None,
     **env: str,
 ) -> AsyncIterator[Line]:
     """The shop (optionally serving HTTPS/WSS itself with a certificate for the public
@@ -121,7 +122,7 @@ async def shop_line(
         env = {"BOBA_TLS_CERT": str(cert), "BOBA_TLS_KEY": str(key), **env}
         client_options["verify"] = False  # Twilio would see the real certificate
     with FakeTwilioRest() as rest:
-        async with fake_agent_server(script) as agent:
+        async with fake_agent_server(script, **(agent_options or {})) as agent:
             settings_env = {
                 "BOBA_PUBLIC_URL": PUBLIC,
                 "BOBA_AGENT_URL": agent.url,
