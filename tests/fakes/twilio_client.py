@@ -146,6 +146,7 @@ class PlayedAudio:
     marks_sent: list[str] = field(default_factory=list)
     marks_echoed: list[str] = field(default_factory=list)
     clears: list[float] = field(default_factory=list)  # trio time of each clear
+    media_bytes_since_clear: int = 0  # what arrived after the last clear (a new reply)
     first_media_time: float | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -176,6 +177,7 @@ class TwilioStream:
         self._queued_audio_bytes = 0
         self._send_lock = trio.Lock()
         self.on_clear = trio.Event()
+        self.on_media = trio.Event()  # set at every media message (re-armed by wait_media)
         CREATED_STREAMS.append(self)
 
     # --- Twilio -> server ------------------------------------------------------------------
@@ -256,6 +258,14 @@ class TwilioStream:
             n += 1
             await trio.sleep_until(start + n * FRAME_SECONDS)
 
+    async def wait_media(self, *, since_clear: int = 1) -> None:
+        """Until the server has sent `since_clear` bytes of audio after the last clear (or
+        since the stream began); ends early if the stream closes."""
+        while self.played.media_bytes_since_clear < since_clear and not self.closed.is_set():
+            self.on_media = trio.Event()
+            with trio.move_on_after(0.5):  # also re-checks `closed`
+                await self.on_media.wait()
+
     # --- server -> Twilio ---------------------------------------------------------------------
 
     async def _echo_mark(self, name: str) -> None:
@@ -289,6 +299,8 @@ class TwilioStream:
                             self.played.first_media_time = trio.current_time()
                         self.played.media_messages += 1
                         self.played.media_bytes += len(payload)
+                        self.played.media_bytes_since_clear += len(payload)
+                        self.on_media.set()
                         self.played.payload_sizes.append(len(payload))
                         self._queue.append(("audio", len(payload)))
                         self._queued_audio_bytes += len(payload)
@@ -300,6 +312,7 @@ class TwilioStream:
                             self._queue.append(("mark", name))
                     case {"event": "clear"}:
                         self.played.clears.append(trio.current_time())
+                        self.played.media_bytes_since_clear = 0
                         self.on_clear.set()
                         pending = [item for kind, item in self._queue if kind == "mark"]
                         self._queue.clear()

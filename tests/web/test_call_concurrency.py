@@ -67,7 +67,7 @@ async def place_keyed_call(line: Line, k: int, *, timeout: float = 40) -> Twilio
     sid = make_call_sid(100 + k)
     with trio.fail_after(timeout):
         async with line.dial(sid, phone_of(k)) as stream:
-            await trio.sleep(0.3)  # the greeting plays first
+            await stream.wait_media()  # the greeting plays first
             await key_in(stream, phone_of(k))
             await stream.closed.wait()
         after = await line.after(sid, phone_of(k))

@@ -169,8 +169,7 @@ def test_workers_share_the_port_the_store_and_the_event_ids(tmp_path: Path) -> N
                     for index in range(4):
                         connected = trio.Event()
                         nursery.start_soon(listen, index, connected)
-                        await connected.wait()
-                    await trio.sleep(0.5)  # the handlers have subscribed
+                        await connected.wait()  # headers come after the subscription
                     store = await OrderStore.open(f"sqlite:///{tmp_path / 'boba.sqlite3'}")
                     try:
                         await store.commit_order(draft())  # another process commits
