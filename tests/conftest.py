@@ -46,7 +46,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     except BaseException:
         problems = _fake_agent_problems()
         if problems:  # the test failed anyway; the fake's findings often say why
-            item.add_report_section("call", "fake agent", "\n\n".join(problems))
+            item.add_report_section("call", "fakes", "\n\n".join(problems))
         raise
     problems = _fake_agent_problems()
     if problems:
@@ -57,8 +57,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 def _fake_agent_problems() -> list[str]:
     found = [p for server in fake_agent.CREATED_SERVERS for p in server.problems()]
-    found += [f"fake Twilio stream {stream.call_sid}: Twilio would refuse: {error}"
-              for stream in twilio_client.CREATED_STREAMS for error in stream.played.errors]
+    for stream in twilio_client.CREATED_STREAMS:
+        errors = stream.played.errors
+        found += [f"fake Twilio stream {stream.call_sid}: Twilio would refuse: {error}"
+                  for error in errors[:3]]
+        if len(errors) > 3:
+            found.append(f"fake Twilio stream {stream.call_sid}: ... {len(errors) - 3} more")
     fake_agent.CREATED_SERVERS.clear()
     twilio_client.CREATED_STREAMS.clear()
     return found

@@ -125,7 +125,8 @@ def parse_outbound(text: str) -> dict[str, Any] | str:
             if not isinstance(msg[key], str):
                 return f"{key} is not a string: {msg[key]!r}"
         elif not isinstance(msg[key], dict) or set(msg[key]) != inner:
-            return f"{msg['event']}.{key} is not an object with exactly {sorted(inner)}"
+            found = sorted(msg[key]) if isinstance(msg[key], dict) else msg[key]
+            return f"{msg['event']}.{key} is {found!r}, not an object with keys {sorted(inner)}"
         elif not all(isinstance(value, str) for value in msg[key].values()):
             return f"{msg['event']}.{key} has a non-string value"
     if msg["event"] == "media":
