@@ -26,8 +26,9 @@ FINISHING, LINGERING = "+14155550101", "+14155550102"
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_sigterm_lets_calls_finish_refuses_new_ones_and_loses_no_order(
-    tmp_path: Path,
+    tmp_path: Path, workers: int
 ) -> None:
     committed = trio.Event()
     resume = trio.Event()
@@ -52,7 +53,8 @@ async def test_sigterm_lets_calls_finish_refuses_new_ones_and_loses_no_order(
 
     async with fake_agent_server(script) as agent_server:
         env = {"BOBA_AGENT_URL": agent_server.url, "BOBA_PORT": "0", "BOBA_SMS": "log"}
-        with run_child(boba_command("serve"), cwd=tmp_path, env=env, name="boba serve") as shop:
+        argv = boba_command("serve", "--workers", str(workers))
+        with run_child(argv, cwd=tmp_path, env=env, name="boba serve") as shop:
             line = await trio.to_thread.run_sync(shop.wait_for_line, BANNER.search, 60.0)
             match = BANNER.search(line)
             assert match is not None
