@@ -90,19 +90,33 @@ def pytest_runtest_makereport(
     if report.failed:
         for title, read in item.stash.get(_OUTPUTS, []):
             report.sections.append((title, read()))
-    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
-        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(
-            report.longrepr)
-        key = _allowed_skip(reason)
-        if key is None:
-            report.outcome = "failed"
-            report.longrepr = (
-                f"skipped in CI (CI={os.environ.get('CI')}), and not on the allow-list in "
-                f"tests/conftest.py: {reason}"
-            )
-        else:
-            _allowed_skips.append(f"{item.nodeid}: {reason}")
+    _no_silent_skip(report, item.nodeid)
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield  # a whole module skipped at import (importorskip, allow_module_level)
+    _no_silent_skip(report, collector.nodeid)
+    return report
+
+
+def _no_silent_skip(report: pytest.TestReport | pytest.CollectReport, nodeid: str) -> None:
+    """In CI, turn a skip that is not on the allow-list into a failure."""
+    if not (in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(
+        report.longrepr)
+    if _allowed_skip(reason) is None:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped in CI (CI={os.environ.get('CI')}), and not on the allow-list in "
+            f"tests/conftest.py: {reason}"
+        )
+    else:
+        _allowed_skips.append(f"{nodeid}: {reason}")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
