@@ -61,6 +61,10 @@ def create_relay(agent_url: str) -> QuartTrio:
 
     @app.post("/voice")
     async def voice() -> Response:
+        # Read the form, as any webhook does: a response sent before Hypercorn has the
+        # whole body leaves the kept-alive connection unusable (the driver's next /voice
+        # on it waited for its 10 s timeout: a "ReadTimeout" baseline call under load).
+        await request.get_data()
         url = f"ws://{request.host}/twilio"
         twiml = ('<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
                  f'<Stream url="{url}"><Parameter name="token" value="baseline"/>'

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from boba_runtime.store import OrderStore
+from boba_runtime.store.order_store import OrderStore
 from tests.fakes.fake_agent import FakeAgentSession, fake_agent_server
 from tests.fakes.twilio_client import dial, make_call_sid
 from tests.helpers.processes import boba_command, run_child
