@@ -61,9 +61,9 @@ def create_relay(agent_url: str) -> QuartTrio:
 
     @app.post("/voice")
     async def voice() -> Response:
-        # Read the form even though it is not used: Hypercorn leaves a kept-alive
-        # connection hanging when the response ends before the request body was read, and
-        # the bench's next /voice on that connection then timed out (ReadTimeout).
+        # Read the form, as any webhook does: a response sent before Hypercorn has the
+        # whole body leaves the kept-alive connection unusable (the driver's next /voice
+        # on it waited for its 10 s timeout: a "ReadTimeout" baseline call under load).
         await request.get_data()
         url = f"ws://{request.host}/twilio"
         twiml = ('<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'

@@ -12,6 +12,14 @@ with a large body stopped `boba serve`.
 `guard_connections()` wraps Hypercorn's per-connection `TCPServer.run`: an `Exception`
 escaping one connection is logged and ends that connection only (its socket is closed by
 Hypercorn's own `finally`). Cancellation and other `BaseException`s pass through untouched.
+
+It also shields Hypercorn's connection close (`TCPServer._close`: `send_eof` + `aclose`).
+When a response ends a connection (`Connection: close`, HTTP/1.0, a body left unread),
+Hypercorn closes the socket from inside the app's task, which quart-trio is cancelling at
+that moment: `send_eof` raised `Cancelled` and the socket was never closed. The client
+then waited for an end that never came (a `Connection: close` request hung until it gave
+up), and a graceful shutdown waited its whole grace period for such connections.
+
 Applied once per process; calling it again is harmless. The wrapped method is private, so
 pyproject.toml bounds Hypercorn to versions where it exists, and `guard_connections`
 fails loudly (and `tests/runtime/test_hypercorn_guard.py` with it) if it is gone.
@@ -25,6 +33,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio
 from hypercorn.trio import tcp_server
 
 log = logging.getLogger("boba.serve")
@@ -55,3 +64,12 @@ def guard_connections() -> None:
 
     setattr(run, _MARK, True)
     server_class.run = run
+
+    original_close: Callable[[Any], Awaitable[None]] = server_class._close
+
+    @functools.wraps(original_close)
+    async def close(self: Any) -> None:
+        with trio.CancelScope(shield=True):  # two quick socket calls; never blocks
+            await original_close(self)
+
+    server_class._close = close

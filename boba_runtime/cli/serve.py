@@ -56,6 +56,8 @@ DEFAULT_GRACE_PERIOD = 10.0  # seconds calls in progress may take to finish on s
 LISTEN_BACKLOG = 1024
 LISTEN_FD = "listen_fd"  # internal flags of a worker process (not settings)
 PARENT_PID = "parent_pid"
+READY_FD = "ready_fd"
+READY = b"ready\n"  # what a worker writes on its ready pipe once it accepts connections
 # A peer that acknowledges nothing for this long is gone (a frozen TV, a dead network).
 # Hypercorn's socket writes are shielded from cancellation, so without this kernel limit
 # one such client could hold its connection, and the shutdown, forever.
@@ -274,8 +276,11 @@ async def _serve_main(
     app_factory: AppFactory,
     listener: socket.socket | None = None,
     parent_pid: int | None = None,
+    ready_fd: int | None = None,
 ) -> None:
-    """One process serving; with `parent_pid` it is a worker of `--workers N`."""
+    """One process serving; with `parent_pid` it is a worker of `--workers N`, which
+    writes `READY` to `ready_fd` once it accepts connections (its signal handler is in
+    place by then, so the supervisor's SIGTERM always meets a graceful shutdown)."""
     if parent_pid is None:
         await _check_think_model(settings)  # the supervisor already did, for its workers
     shutdown = trio.Event()
@@ -302,29 +307,29 @@ async def _serve_main(
                 print_banner(started.services.settings, secrets, started.base_url)
             else:
                 log.info("worker %d is serving", os.getpid())
+                if ready_fd is not None:
+                    _report_ready(ready_fd)
     log.info("stopped cleanly")
 
 
-async def _supervise(settings: Settings, secrets: Secrets, listener: socket.socket) -> int:
+async def _supervise(settings: Settings, secrets: Secrets) -> int:
     """`--workers N`: N worker processes accept on one shared socket; we forward signals.
 
     Workers run in their own session, so a terminal's Ctrl-C reaches only us and each
     worker gets exactly one SIGTERM (a second signal to us is forwarded as the "stop
     now"). A worker that exits on its own stops the others: no silent half-capacity.
     """
-    await _check_think_model(settings)
-    command = [
-        sys.executable, "-m", "boba_runtime.cli", "serve",
-        "--host", settings.host, "--port", str(settings.port),
-        "--listen-fd", str(listener.fileno()), "--parent-pid", str(os.getpid()),
-    ]
     exit_codes: dict[int, int] = {}
     processes: list[trio.Process] = []
+    ready: set[int] = set()  # pids of the workers that accept connections
     shutdown = trio.Event()
 
     def signal_workers() -> None:
+        # Only ready workers: one still starting has no handler yet and would die of the
+        # signal (-15), taking the shared accept queue with it. It is signalled the moment
+        # it reports ready (watch_ready below).
         for process in processes:
-            if process.returncode is None:
+            if process.returncode is None and process.pid in ready:
                 process.send_signal(signal.SIGTERM)
 
     async def forward(signals: AsyncIterator[int]) -> None:
@@ -342,24 +347,103 @@ async def _supervise(settings: Settings, secrets: Secrets, listener: socket.sock
             shutdown.set()
             signal_workers()
 
+    async def watch_ready(process: trio.Process, read_fd: int, all_ready: trio.Event) -> None:
+        if not await _wait_ready(read_fd):
+            return  # it exited before accepting: reap() reports that
+        ready.add(process.pid)
+        if shutdown.is_set() and process.returncode is None:
+            process.send_signal(signal.SIGTERM)  # asked to stop while it was starting
+        if len(ready) == settings.workers:
+            all_ready.set()
+
+    # The signal receiver is in place before the port is bound: a SIGTERM that comes
+    # earlier kills a process that had no connection to lose.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(forward, signals)
+            await _check_think_model(settings)
+            listener = bind_listener(settings)
+            settings = settings.with_port(listener.getsockname()[1])
+            from boba_runtime.metrics import prepare_multiprocess_dir
+
+            if shutdown.is_set():  # stopped while checking: nobody connected yet
+                listener.close()
+                nursery.cancel_scope.cancel()
+                return 0
+            prepare_multiprocess_dir(settings.data_path)
+            command = [
+                sys.executable, "-m", "boba_runtime.cli", "serve",
+                "--host", settings.host, "--port", str(settings.port),
+                "--listen-fd", str(listener.fileno()), "--parent-pid", str(os.getpid()),
+            ]
             async with trio.open_nursery() as workers:
+                all_ready = trio.Event()
                 for _ in range(settings.workers):
-                    process = await trio.lowlevel.open_process(
-                        command, pass_fds=(listener.fileno(),), start_new_session=True
-                    )
+                    if shutdown.is_set():
+                        break  # stopped during start-up: no more workers
+                    read_fd, write_fd = os.pipe()
+                    try:
+                        process = await trio.lowlevel.open_process(
+                            [*command, "--ready-fd", str(write_fd)],
+                            pass_fds=(listener.fileno(), write_fd), start_new_session=True,
+                        )
+                    except BaseException:
+                        os.close(read_fd)
+                        listener.close()
+                        raise
+                    finally:
+                        os.close(write_fd)  # the worker's copy is the only one now
                     processes.append(process)
                     workers.start_soon(reap, process)
+                    workers.start_soon(watch_ready, process, read_fd, all_ready)
                 listener.close()  # the workers hold it now
-                base_url = f"{'https' if settings.tls_enabled else 'http'}://" + (
-                    f"{settings.host}:{settings.port}"
-                )
-                print_banner(settings, secrets, base_url, workers=settings.workers)
+
+                async def banner_when_accepting() -> None:
+                    await all_ready.wait()
+                    if shutdown.is_set():
+                        return
+                    base_url = f"{'https' if settings.tls_enabled else 'http'}://" + (
+                        f"{settings.host}:{settings.port}"
+                    )
+                    print_banner(settings, secrets, base_url, workers=settings.workers)
+
+                banner = trio.CancelScope()
+
+                async def banner_task() -> None:
+                    with banner:
+                        await banner_when_accepting()
+
+                workers.start_soon(banner_task)
+                # The banner task must not outlive the workers (none may become ready).
+                async with trio.open_nursery() as wait_all:
+                    for process in processes:
+                        wait_all.start_soon(process.wait)
+                banner.cancel()
             nursery.cancel_scope.cancel()
     codes = list(exit_codes.values())
     return 2 if 2 in codes else (0 if all(code == 0 for code in codes) else 1)
+
+
+def _report_ready(ready_fd: int) -> None:
+    try:
+        os.write(ready_fd, READY)
+    except OSError as error:  # the supervisor is gone; _watch_parent stops us
+        log.warning("could not report readiness to the supervisor: %s", error)
+    finally:
+        os.close(ready_fd)
+
+
+async def _wait_ready(read_fd: int) -> bool:
+    """True once the worker at the other end of the pipe reports READY; False if it
+    closed the pipe first (it exited before accepting)."""
+    async with trio.lowlevel.FdStream(read_fd) as pipe:
+        received = b""
+        while not received.endswith(READY):
+            chunk = await pipe.receive_some(64)
+            if not chunk:
+                return False
+            received += chunk
+    return True
 
 
 def _mark_worker_dead(pid: int) -> None:
@@ -380,6 +464,7 @@ def _parse_flags(argv: list[str]) -> dict[str, str | None]:
     # internal: how a supervisor starts its workers
     parser.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     flags: dict[str, str | None] = {
         "BOBA_HOST": args.host, "BOBA_PORT": args.port, "BOBA_WORKERS": args.workers,
@@ -388,6 +473,7 @@ def _parse_flags(argv: list[str]) -> dict[str, str | None]:
         flags["BOBA_WORKERS"] = "1"
         flags[LISTEN_FD] = str(args.listen_fd)
         flags[PARENT_PID] = str(args.parent_pid or os.getppid())
+        flags[READY_FD] = None if args.ready_fd is None else str(args.ready_fd)
     return flags
 
 
@@ -422,16 +508,12 @@ def main(
         if listen_fd is not None:  # a worker of `--workers N`
             listener = socket.socket(fileno=int(listen_fd))
             settings = settings.with_port(listener.getsockname()[1])
+            ready_fd = flags.get(READY_FD)
             trio.run(partial(_serve_main, settings, secrets, menu, app_factory=app_factory,
-                             listener=listener, parent_pid=int(flags[PARENT_PID] or 0)))
+                             listener=listener, parent_pid=int(flags[PARENT_PID] or 0),
+                             ready_fd=None if ready_fd is None else int(ready_fd)))
         elif settings.workers > 1:
-            from boba_runtime.metrics import prepare_multiprocess_dir
-
-            listener = bind_listener(settings)
-            settings = settings.with_port(listener.getsockname()[1])
-            listener.set_inheritable(True)
-            prepare_multiprocess_dir(settings.data_path)
-            return trio.run(_supervise, settings, secrets, listener)
+            return trio.run(_supervise, settings, secrets)
         else:
             trio.run(partial(_serve_main, settings, secrets, menu, app_factory=app_factory))
     except SettingsError as error:

@@ -41,6 +41,11 @@ from deepgram.agent.v1 import (
 
 Script = Callable[["FakeAgentSession"], Awaitable[None]]
 
+# Every FakeAgentServer a test creates, so tests/conftest.py can fail the test when a script
+# raised or the bridge broke the protocol (a fake that swallows its findings proves nothing).
+# Test-side bookkeeping only: cleared by the conftest hook before each test.
+CREATED_SERVERS: list[FakeAgentServer] = []
+
 _CLIENT_MODELS: dict[str, type[pydantic.BaseModel]] = {
     "Settings": AgentV1Settings,
     "FunctionCallResponse": AgentV1SendFunctionCallResponse,
@@ -124,6 +129,9 @@ class FakeAgentSession:
         self.injected_user: list[str] = []
         self.function_responses: dict[str, dict[str, Any]] = {}
         self.protocol_errors: list[str] = []
+        self.settings_applied_at: float | None = None  # trio time SettingsApplied was sent
+        self.client_side_ids: set[str] = set()  # requested client-side calls (may be answered)
+        self.cancelled_ids: set[str] = set()  # FunctionCallCancelled: must never be answered
         self.closed = trio.Event()
         self.close_time: float | None = None
         self._ids = itertools.count(1)
@@ -198,21 +206,50 @@ class FakeAgentSession:
         self, name: str, arguments: dict[str, Any] | None = None, *, timeout: float = 5.0
     ) -> dict[str, Any]:
         """Request one client-side function and return its decoded result."""
-        call_id = f"fc_{next(self._ids)}_{name}"
-        await self.send_json(
-            {
-                "type": "FunctionCallRequest",
-                "functions": [
-                    {
-                        "id": call_id,
-                        "name": name,
-                        "arguments": json.dumps(arguments or {}),
-                        "client_side": True,
-                    }
-                ],
-            }
-        )
+        [call_id] = await self.request_functions((name, arguments))
         return await self.function_result(call_id, timeout=timeout)
+
+    async def request_functions(
+        self, *calls: tuple[str, dict[str, Any] | None], client_side: bool | list[bool] = True
+    ) -> list[str]:
+        """One `FunctionCallRequest` holding several functions (Deepgram may batch them);
+        `client_side` False for the ones Deepgram runs itself. Their ids, in order."""
+        sides = client_side if isinstance(client_side, list) else [client_side] * len(calls)
+        functions = []
+        for (name, arguments), side in zip(calls, sides, strict=True):
+            call_id = f"fc_{next(self._ids)}_{name}"
+            if side:
+                self.client_side_ids.add(call_id)
+            functions.append({"id": call_id, "name": name,
+                              "arguments": json.dumps(arguments or {}), "client_side": side})
+        await self.send_json({"type": "FunctionCallRequest", "functions": functions})
+        return [function["id"] for function in functions]
+
+    async def cancel_functions(self, *call_ids: str) -> None:
+        """`FunctionCallCancelled`: the caller kept talking, those calls are void."""
+        self.cancelled_ids.update(call_ids)
+        await self.send_json({
+            "type": "FunctionCallCancelled",
+            "functions": [{"id": call_id, "name": call_id.split("_", 2)[2]}
+                          for call_id in call_ids],
+        })
+
+    async def server_side_result(self, call_id: str, content: dict[str, Any]) -> None:
+        """Deepgram's echo of a function it ran itself (`client_side: false`)."""
+        await self.send_json({"type": "FunctionCallResponse", "id": call_id,
+                              "name": call_id.split("_", 2)[2], "content": json.dumps(content)})
+
+    async def history(self, role: str | None = None, content: str | None = None, *,
+                      function_calls: list[dict[str, Any]] | None = None) -> None:
+        """A `History` message (sent by default, `flags.history`): a turn or function calls."""
+        if function_calls is not None:
+            await self.send_json({"type": "History", "function_calls": function_calls})
+        else:
+            await self.send_json({"type": "History", "role": role, "content": content})
+
+    async def warning(self, code: str, description: str) -> None:
+        """A non-fatal `Warning`; the call goes on."""
+        await self.send_json({"type": "Warning", "code": code, "description": description})
 
     async def function_result(self, call_id: str, *, timeout: float = 5.0) -> dict[str, Any]:
         with trio.fail_after(timeout):
@@ -263,6 +300,8 @@ class FakeAgentSession:
                 if isinstance(message, bytes):
                     if self.settings is None:
                         self.protocol_errors.append("audio before Settings")
+                    elif self.settings_applied_at is None and not self.audio_messages:
+                        self.protocol_errors.append("audio before SettingsApplied")
                     self.audio_bytes += len(message)
                     self.audio_messages += 1
                     self.audio_message_sizes.add(len(message))
@@ -287,9 +326,16 @@ class FakeAgentSession:
                 elif kind == "FunctionCallResponse":
                     if data["id"] in self.function_responses:
                         self.protocol_errors.append(f"second response for {data['id']}")
+                    if data["id"] in self.cancelled_ids:
+                        self.protocol_errors.append(f"response for cancelled {data['id']}")
+                    elif data["id"] not in self.client_side_ids:
+                        self.protocol_errors.append(
+                            f"response for {data['id']}, never requested client-side")
                     self.function_responses[data["id"]] = data
                     self._response_arrived.set()
                 elif kind == "InjectUserMessage":
+                    if self.settings_applied_at is None:
+                        self.protocol_errors.append("InjectUserMessage before SettingsApplied")
                     self.injected_user.append(data["content"])
                     self._injected.set()
         except trio_websocket.ConnectionClosed:
@@ -319,7 +365,6 @@ class FakeAgentSession:
                 return False
             self.settings = data
             self.received_json.append(data)
-            await self.send_json({"type": "SettingsApplied"})
             return True
         self.protocol_errors.append("no Settings within the timeout")
         return False
@@ -328,9 +373,14 @@ class FakeAgentSession:
 class FakeAgentServer:
     """The listening fake; `sessions` in connection order."""
 
-    def __init__(self, script: Script, *, greeting_seconds: float, path: str) -> None:
+    def __init__(
+        self, script: Script, *, greeting_seconds: float, path: str,
+        settings_applied_delay: float = 0.0,
+    ) -> None:
         self.script = script
         self.greeting_seconds = greeting_seconds
+        # Deepgram takes a while to apply Settings (model start-up); audio must wait.
+        self.settings_applied_delay = settings_applied_delay
         self.path = path
         self.port = 0
         self.sessions: list[FakeAgentSession] = []
@@ -338,6 +388,25 @@ class FakeAgentServer:
         self.reject_with: int | None = None  # set to e.g. 401 to refuse handshakes
         self.script_errors: list[BaseException] = []
         self.results: list[dict[str, Any]] = []
+        # Problems a test provoked on purpose (e.g. a bad Settings) and has checked itself.
+        self.expected_protocol_errors: list[str] = []
+        CREATED_SERVERS.append(self)
+
+    def problems(self) -> list[str]:
+        """Script failures (with their tracebacks) and unexpected protocol errors."""
+        import traceback
+
+        found = [
+            "fake agent script raised:\n" + "".join(traceback.format_exception(error)).rstrip()
+            for error in self.script_errors
+        ]
+        for index, session in enumerate(self.sessions):
+            found += [
+                f"fake agent session {index}: protocol error: {error}"
+                for error in session.protocol_errors
+                if error not in self.expected_protocol_errors
+            ]
+        return found
 
     @property
     def url(self) -> str:
@@ -362,6 +431,9 @@ class FakeAgentServer:
                 return
             nursery.start_soon(session._reader)
             try:
+                await trio.sleep(self.settings_applied_delay)
+                await session.send_json({"type": "SettingsApplied"})
+                session.settings_applied_at = trio.current_time()
                 greeting = session.settings["agent"].get("greeting") if session.settings else None
                 if greeting:
                     await session.say(greeting, seconds=self.greeting_seconds)
@@ -386,8 +458,10 @@ async def fake_agent_server(
     *,
     greeting_seconds: float = 0.2,
     path: str = "/v1/agent/converse",
+    settings_applied_delay: float = 0.0,
 ) -> AsyncIterator[FakeAgentServer]:
-    server = FakeAgentServer(script, greeting_seconds=greeting_seconds, path=path)
+    server = FakeAgentServer(script, greeting_seconds=greeting_seconds, path=path,
+                             settings_applied_delay=settings_applied_delay)
     async with trio.open_nursery() as nursery:
         ws_server = await nursery.start(
             lambda task_status: trio_websocket.serve_websocket(

@@ -12,6 +12,10 @@
   `mark` is echoed when the audio before it has played (at once if nothing is queued), and
   `clear` drops the queue and echoes every pending mark immediately. Outbound messages with
   unknown keys are recorded as errors (Twilio's 31951).
+
+Every message is written and read here as literal JSON in Twilio's own shapes (the Twilio
+note §1.2–1.4 and the real session in /work/shared/data), never with the product's
+`boba_proto.twilio` structs: a field-name mistake made on both sides must show.
 """
 
 from __future__ import annotations
@@ -32,8 +36,6 @@ import httpx
 import trio
 import trio_websocket
 from twilio.request_validator import RequestValidator
-
-from boba_proto import twilio as tw
 
 FRAME_BYTES = 160
 FRAME_SECONDS = 0.02
@@ -90,6 +92,51 @@ def parse_twiml(text: str) -> TwiML:
     )
 
 
+ACCOUNT_SID = "AC" + "0" * 32
+
+# Every TwilioStream a test opens: tests/conftest.py fails the test if the server sent
+# one of them something Twilio would refuse (31950/31951), whether or not the test looked.
+CREATED_STREAMS: list[TwilioStream] = []
+
+# What a server may send on a bidirectional stream (the Twilio note §1.4): exactly these
+# keys, nothing more (no track, no sequenceNumber).
+OUTBOUND_SHAPES: dict[str, dict[str, set[str] | None]] = {
+    "media": {"event": None, "streamSid": None, "media": {"payload"}},
+    "mark": {"event": None, "streamSid": None, "mark": {"name"}},
+    "clear": {"event": None, "streamSid": None},
+}
+
+
+def parse_outbound(text: str) -> dict[str, Any] | str:
+    """The message as a dict (media payload decoded to bytes), or why Twilio refuses it."""
+    try:
+        msg = json.loads(text)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(msg, dict):
+        return f"not a JSON object: {text[:80]!r}"
+    shape = OUTBOUND_SHAPES.get(msg.get("event"))  # type: ignore[arg-type]
+    if shape is None:
+        return f"unknown event {msg.get('event')!r}"
+    if set(msg) != set(shape):
+        return f"{msg['event']} keys {sorted(msg)} are not {sorted(shape)}"
+    for key, inner in shape.items():
+        if inner is None:
+            if not isinstance(msg[key], str):
+                return f"{key} is not a string: {msg[key]!r}"
+        elif not isinstance(msg[key], dict) or set(msg[key]) != inner:
+            found = sorted(msg[key]) if isinstance(msg[key], dict) else msg[key]
+            return f"{msg['event']}.{key} is {found!r}, not an object with keys {sorted(inner)}"
+        elif not all(isinstance(value, str) for value in msg[key].values()):
+            return f"{msg['event']}.{key} has a non-string value"
+    if msg["event"] == "media":
+        try:
+            msg["media"]["payload"] = base64.b64decode(msg["media"]["payload"], validate=True)
+        except ValueError as exc:
+            return f"media.payload is not base64: {exc}"
+    return msg
+
+
 @dataclass
 class PlayedAudio:
     """What the server sent, as Twilio's player saw it."""
@@ -100,6 +147,7 @@ class PlayedAudio:
     marks_sent: list[str] = field(default_factory=list)
     marks_echoed: list[str] = field(default_factory=list)
     clears: list[float] = field(default_factory=list)  # trio time of each clear
+    media_bytes_since_clear: int = 0  # what arrived after the last clear (a new reply)
     first_media_time: float | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -130,6 +178,8 @@ class TwilioStream:
         self._queued_audio_bytes = 0
         self._send_lock = trio.Lock()
         self.on_clear = trio.Event()
+        self.on_media = trio.Event()  # set at every media message (re-armed by wait_media)
+        CREATED_STREAMS.append(self)
 
     # --- Twilio -> server ------------------------------------------------------------------
 
@@ -142,63 +192,58 @@ class TwilioStream:
         return str(self._seq)
 
     async def send_connected(self) -> None:
-        await self._send(tw.encode_event(tw.Connected(protocol="Call", version="1.0.0")))
+        await self._send('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
 
     async def send_start(self) -> None:
-        start = tw.Start(
-            stream_sid=self.stream_sid,
-            sequence_number=self._next_seq(),
-            start=tw.StartInfo(
-                stream_sid=self.stream_sid,
-                call_sid=self.call_sid,
-                account_sid="AC" + "0" * 32,
-                tracks=["inbound"],
-                media_format=tw.MediaFormat(encoding="audio/x-mulaw", sample_rate=8000, channels=1),
-                custom_parameters=dict(self.parameters),
-            ),
-        )
-        await self._send(tw.encode_event(start))
+        await self._send(json.dumps({
+            "event": "start",
+            "sequenceNumber": self._next_seq(),
+            "start": {
+                "accountSid": ACCOUNT_SID,
+                "streamSid": self.stream_sid,
+                "callSid": self.call_sid,
+                "tracks": ["inbound"],
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                "customParameters": dict(self.parameters),
+            },
+            "streamSid": self.stream_sid,
+        }))
 
     async def send_media(self, payload: bytes = SILENCE) -> None:
         self._chunk += 1
-        media = tw.Media(
-            stream_sid=self.stream_sid,
-            sequence_number=self._next_seq(),
-            media=tw.MediaInfo(
-                track="inbound",
-                chunk=str(self._chunk),
-                timestamp=str(self._timestamp),
-                payload=payload,
-            ),
-        )
+        message = json.dumps({
+            "event": "media",
+            "sequenceNumber": self._next_seq(),
+            "media": {
+                "track": "inbound",
+                "chunk": str(self._chunk),
+                "timestamp": str(self._timestamp),
+                "payload": b64(payload),
+            },
+            "streamSid": self.stream_sid,
+        })
         self._timestamp += 20
-        await self._send(tw.encode_event(media))
+        await self._send(message)
 
     async def send_dtmf(self, digit: str) -> None:
-        await self._send(
-            tw.encode_event(
-                tw.Dtmf(
-                    stream_sid=self.stream_sid,
-                    sequence_number=self._next_seq(),
-                    dtmf=tw.DtmfInfo(track="inbound_track", digit=digit),
-                )
-            )
-        )
+        await self._send(json.dumps({
+            "event": "dtmf",
+            "streamSid": self.stream_sid,
+            "sequenceNumber": self._next_seq(),
+            "dtmf": {"track": "inbound_track", "digit": digit},
+        }))
 
     async def send_raw(self, text: str | bytes) -> None:
         async with self._send_lock:
             await self.ws.send_message(text)
 
     async def send_stop(self) -> None:
-        await self._send(
-            tw.encode_event(
-                tw.Stop(
-                    stream_sid=self.stream_sid,
-                    sequence_number=self._next_seq(),
-                    stop=tw.StopInfo(account_sid="AC" + "0" * 32, call_sid=self.call_sid),
-                )
-            )
-        )
+        await self._send(json.dumps({
+            "event": "stop",
+            "sequenceNumber": self._next_seq(),
+            "streamSid": self.stream_sid,
+            "stop": {"accountSid": ACCOUNT_SID, "callSid": self.call_sid},
+        }))
 
     async def stream_audio(self, seconds: float | None = None, payload: bytes = SILENCE) -> None:
         """Caller audio every 20 ms on an absolute schedule (no drift), until cancelled."""
@@ -214,17 +259,26 @@ class TwilioStream:
             n += 1
             await trio.sleep_until(start + n * FRAME_SECONDS)
 
+    async def wait_media(self, *, since_clear: int = 1) -> None:
+        """Until the server has sent `since_clear` bytes of audio after the last clear (or
+        since the stream began); ends early if the stream closes."""
+        while self.played.media_bytes_since_clear < since_clear and not self.closed.is_set():
+            self.on_media = trio.Event()
+            with trio.move_on_after(0.5):  # also re-checks `closed`
+                await self.on_media.wait()
+
     # --- server -> Twilio ---------------------------------------------------------------------
 
     async def _echo_mark(self, name: str) -> None:
         self.played.marks_echoed.append(name)
-        msg = tw.Mark(
-            stream_sid=self.stream_sid,
-            sequence_number=self._next_seq(),
-            mark=tw.MarkInfo(name=name),
-        )
+        message = json.dumps({
+            "event": "mark",
+            "sequenceNumber": self._next_seq(),
+            "streamSid": self.stream_sid,
+            "mark": {"name": name},
+        })
         with contextlib.suppress(trio_websocket.ConnectionClosed):
-            await self._send(tw.encode_event(msg))
+            await self._send(message)
 
     async def _reader(self) -> None:
         try:
@@ -233,31 +287,33 @@ class TwilioStream:
                 if isinstance(text, bytes):
                     self.played.errors.append("binary frame (Twilio warning 31950)")
                     continue
-                try:
-                    msg = tw.decode_outbound(text)
-                except Exception as exc:
-                    self.played.errors.append(f"31951: {exc}")
+                msg = parse_outbound(text)
+                if isinstance(msg, str):
+                    self.played.errors.append(f"31951: {msg}")
                     continue
-                if msg.stream_sid != self.stream_sid:
-                    self.played.errors.append(f"31951: wrong streamSid {msg.stream_sid!r}")
+                if msg["streamSid"] != self.stream_sid:
+                    self.played.errors.append(f"31951: wrong streamSid {msg['streamSid']!r}")
                     continue
                 match msg:
-                    case tw.SendMedia(payload=payload):
+                    case {"event": "media", "media": {"payload": payload}}:
                         if self.played.first_media_time is None:
                             self.played.first_media_time = trio.current_time()
                         self.played.media_messages += 1
                         self.played.media_bytes += len(payload)
+                        self.played.media_bytes_since_clear += len(payload)
+                        self.on_media.set()
                         self.played.payload_sizes.append(len(payload))
                         self._queue.append(("audio", len(payload)))
                         self._queued_audio_bytes += len(payload)
-                    case tw.SendMark(name=name):
+                    case {"event": "mark", "mark": {"name": name}}:
                         self.played.marks_sent.append(name)
                         if self._queued_audio_bytes == 0:
                             await self._echo_mark(name)
                         else:
                             self._queue.append(("mark", name))
-                    case tw.SendClear():
+                    case {"event": "clear"}:
                         self.played.clears.append(trio.current_time())
+                        self.played.media_bytes_since_clear = 0
                         self.on_clear.set()
                         pending = [item for kind, item in self._queue if kind == "mark"]
                         self._queue.clear()

@@ -19,15 +19,25 @@ Every request is recorded, including failed, dropped and unauthorised ones. Unsc
 requests succeed.
 `stop_listening()` / `start_listening()` close and reopen the port (connection refused).
 
+It validates what Twilio validates, with Twilio's own error JSON (`code`, `message`,
+`more_info`, `status`): Basic auth (401, 20003), `To` (21604 missing, 21211 not E.164),
+`From` (21603 missing, 21212 not E.164), `Body` (21602 missing, 21617 over 1600
+characters). It speaks HTTP/1.1 with keep-alive like api.twilio.com, so a client reuses
+its connections (`connection_count()`), and `close_idle_connections()` closes the ones
+waiting for a next request, as a server's idle timeout does (a stale pooled connection).
+
 Run standalone for manual tests: `python -m tests.fakes.twilio_rest [--port N]`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import secrets
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -76,10 +86,9 @@ class Stall(msgspec.Struct, frozen=True):
 
 
 class CloseOnAccept(msgspec.Struct, frozen=True):
-    """Close the socket before reading anything (a reset; the client may have sent).
-
-    Queued with `script_messages`, it applies to the next connection whatever its route:
-    the route is unknown before the request is read."""
+    """Close the socket as the next request arrives, before reading it (a reset; the
+    client has sent). Queued with `script_messages`, it applies to the next request whatever
+    its route (unknown before reading), on a new or a kept-alive connection."""
 
 
 Behaviour = Succeed | Fail | Drop | Stall | CloseOnAccept
@@ -99,6 +108,7 @@ class RecordedRequest:
     created_sid: str | None  # the SM/CA sid when the fake created or updated the resource
     received_at: float = field(default_factory=time.monotonic)
     query: dict[str, str] = field(default_factory=dict)
+    connection: int = 0  # which TCP connection carried it (1, 2, ... in accept order)
 
 
 @dataclass
@@ -173,6 +183,9 @@ class FakeTwilioRest:
         self._closing = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections = 0
+        self._idle: dict[int, socket.socket] = {}  # connection number -> socket between requests
+        self._open: dict[int, socket.socket] = {}  # every connection not yet closed
         self.port = port
         self.start_listening()
 
@@ -205,6 +218,11 @@ class FakeTwilioRest:
         if server is not None:
             server.shutdown()
             server.server_close()
+        with self._lock:  # a stopped server keeps no kept-alive connection either
+            open_connections = list(self._open.values())
+        for sock in open_connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         if thread is not None:
             thread.join(timeout=5)
 
@@ -254,6 +272,22 @@ class FakeTwilioRest:
 
     def calls(self) -> list[RecordedRequest]:
         return [r for r in self.requests() if r.kind == "call"]
+
+    def connection_count(self) -> int:
+        """TCP connections accepted so far."""
+        with self._lock:
+            return self._connections
+
+    def close_idle_connections(self) -> int:
+        """Close every kept-alive connection that waits for a next request (an idle
+        timeout on Twilio's side); how many were closed."""
+        with self._lock:
+            idle = list(self._idle.values())
+            self._idle.clear()
+        for sock in idle:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return len(idle)
 
     def wait_for_requests(self, count: int, *, kind: str = "message", timeout: float = 5.0) -> None:
         """Block (a thread, not the event loop) until `count` requests of `kind` arrived."""
@@ -310,28 +344,87 @@ class _Server(ThreadingHTTPServer):
         pass  # clients that time out and leave are normal here
 
 
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+MAX_BODY_CHARS = 1600
+
+
+def twilio_error(status: int, code: int, message: str) -> dict[str, object]:
+    """Twilio's error JSON, as api.twilio.com sends it."""
+    return {"code": code, "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+
+
+def message_form_error(form: dict[str, str]) -> dict[str, object] | None:
+    """What Twilio answers a Messages create with this form, if it refuses it."""
+    to, from_, body = form.get("To", ""), form.get("From", ""), form.get("Body", "")
+    if not to:
+        return twilio_error(400, 21604, "A 'To' phone number is required.")
+    if not from_ and not form.get("MessagingServiceSid"):
+        return twilio_error(400, 21603, "A 'From' phone number is required.")
+    if not body and not form.get("MediaUrl"):
+        return twilio_error(400, 21602, "Message body is required.")
+    if not E164.match(to):
+        return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+    if from_ and not E164.match(from_):
+        return twilio_error(400, 21212, f"Invalid From Number (caller ID): {from_}")
+    if len(body) > MAX_BODY_CHARS:
+        return twilio_error(
+            400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+    return None
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection: scripts map 1:1
+    protocol_version = "HTTP/1.1"  # keep-alive, like api.twilio.com
+    connection_number = 0
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def handle(self) -> None:
+    def setup(self) -> None:
+        super().setup()
         fake = self.server.fake
-        # Peek at the script before reading: CloseOnAccept must not read the request.
+        with fake._lock:
+            fake._connections += 1
+            self.connection_number = fake._connections
+            fake._open[self.connection_number] = self.connection
+
+    def finish(self) -> None:
+        with self.server.fake._lock:
+            self.server.fake._open.pop(self.connection_number, None)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def handle_one_request(self) -> None:
+        fake = self.server.fake
+        with fake._lock:
+            fake._idle[self.connection_number] = self.connection
+        try:
+            arrived = self.connection.recv(1, socket.MSG_PEEK)  # wait for the next request
+        except OSError:
+            arrived = b""
+        finally:
+            with fake._lock:
+                fake._idle.pop(self.connection_number, None)
+        if not arrived:
+            self.close_connection = True
+            return
+        # CloseOnAccept: reset the connection the request came on, unread.
         with fake._lock:
             pending = fake._scripts["message"]
             close_now = bool(pending) and isinstance(pending[0], CloseOnAccept)
             if close_now:
                 pending.popleft()
         if close_now:
-            fake._record(
-                RecordedRequest("?", "?", "message", {}, None, False, "close_on_accept", None)
-            )
+            fake._record(RecordedRequest("?", "?", "message", {}, None, False,
+                                         "close_on_accept", None,
+                                         connection=self.connection_number))
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
             self.close_connection = True
             return
-        super().handle()
+        super().handle_one_request()
 
     def do_GET(self) -> None:
         fake = self.server.fake
@@ -344,7 +437,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         def record(behaviour: str) -> None:
             fake._record(RecordedRequest(
-                "GET", path, kind, {}, user, authorised, behaviour, None, query=query
+                "GET", path, kind, {}, user, authorised, behaviour, None, query=query,
+                connection=self.connection_number,
             ))
 
         match = account_match or numbers_match
@@ -399,25 +493,29 @@ class _Handler(BaseHTTPRequestHandler):
         kind = "message" if message_match else "call" if call_match else "other"
 
         def record(behaviour: str, sid: str | None = None) -> None:
-            fake._record(
-                RecordedRequest("POST", path, kind, form, user, authorised, behaviour, sid)
-            )
+            fake._record(RecordedRequest("POST", path, kind, form, user, authorised, behaviour,
+                                         sid, connection=self.connection_number))
 
         if kind == "other":
             record("not_found")
-            self._answer(404, {"code": 20404, "message": "not found in the fake", "status": 404})
+            self._answer(404, twilio_error(404, 20404, "The requested resource was not found"))
             return
         match = message_match or call_match
         assert match is not None
         if not authorised or match["account"] != fake.account_sid:
             record("unauthorised")
-            self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            self._answer(401, twilio_error(401, 20003, "Authenticate"))
+            return
+        if kind == "message" and (invalid := message_form_error(form)) is not None:
+            record(f"invalid:{invalid['code']}")
+            self._answer(400, invalid)
             return
         behaviour = fake._next_behaviour(kind)
         match behaviour:
             case Fail(status=status, code=code, message=text):
                 record(f"fail:{status}")
-                self._answer(status, {"code": code, "message": text, "status": status})
+                self._answer(status, {"code": code, "message": text, "more_info": None,
+                                      "status": status})
             case Drop():
                 record("drop")
                 self.close_connection = True
@@ -467,8 +565,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
         except OSError:
-            pass  # the client gave up (timed out) before the answer
+            self.close_connection = True  # the client gave up (timed out) before the answer
 
 
 def _account_json(sid: str, status: str, kind: str = "Full") -> dict[str, object]:

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from boba_runtime.cli import bench
+from tests.helpers.processes import boba_command, checkout_env
 
 
 def _run_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "boba_runtime.cli", "bench", *args],
+        boba_command("bench", *args), env=checkout_env(),
         cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
     )
 

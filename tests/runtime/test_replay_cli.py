@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from boba_runtime.cli.replay import main
+from tests.helpers.processes import boba_command, checkout_env
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 
@@ -94,10 +94,10 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: boba replay" in capsys.readouterr().err
 
 
-def test_the_console_script_runs_replay() -> None:
+def test_the_console_script_runs_replay(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "boba_runtime.cli", "replay", str(GOLDEN / "agent_error.jsonl")],
-        capture_output=True, text=True, timeout=60, check=False,
+        boba_command("replay", str(GOLDEN / "agent_error.jsonl")), env=checkout_env(),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == f"{GOLDEN / 'agent_error.jsonl'}: ok\n"

@@ -17,8 +17,10 @@ from boba_proto.model import Drink, Order, OrderDraft
 from boba_runtime.store.order_store import OrderStore, parse_time
 from boba_runtime.store.sms import (
     LogSender,
+    Rejected,
     RetryLater,
     RetryPolicy,
+    Sent,
     SmsWorker,
     TwilioSender,
     Unknown,
@@ -254,8 +256,9 @@ async def test_crash_mid_send_is_unknown_at_restart_and_not_resent(
     clock.advance(seconds=61)
     async with await OrderStore.open(db_url, clock=clock) as restarted, trio.open_nursery() as n:
         await n.start(run_sms_worker, restarted, twilio(fake))
-        await trio.sleep(0.3)
-        assert await sms_received(restarted, order) == "unknown"
+        with trio.fail_after(5):
+            while await sms_received(restarted, order) != "unknown":
+                await trio.sleep(0.01)
         n.cancel_scope.cancel()
     assert fake.messages() == []
 
@@ -522,3 +525,62 @@ async def test_worker_rides_out_a_locked_database(
         finally:
             blocker.close()
     assert "outbox update failed" in caplog.text
+
+
+async def test_the_sender_keeps_its_connection_alive(fake: FakeTwilioRest) -> None:
+    sender = twilio(fake, timeout=5)
+    for n in range(3):
+        assert isinstance(await sender.send(TO, f"message {n}"), Sent)
+    assert [m.connection for m in fake.messages()] == [1, 1, 1]
+    assert fake.connection_count() == 1
+
+
+async def test_a_connection_twilio_closed_while_idle_is_not_a_lost_message(
+    fake: FakeTwilioRest,
+) -> None:
+    # api.twilio.com closes idle kept-alive connections; the pooled one is then stale. The
+    # next message must go out on a new connection, not end `unknown` (final, never resent).
+    sender = twilio(fake, timeout=5)
+    assert isinstance(await sender.send(TO, "first"), Sent)
+    assert fake.close_idle_connections() == 1
+    assert isinstance(await sender.send(TO, "second"), Sent)
+    assert [m.form["Body"] for m in fake.created_messages()] == ["first", "second"]
+    assert fake.connection_count() == 2
+
+
+@pytest.mark.parametrize(("to", "body", "code"), [
+    ("4155551234", "hi", "21211"),  # not E.164
+    ("+1 415 555 1234", "hi", "21211"),
+    ("", "hi", "21604"),
+    (TO, "", "21602"),
+    (TO, "x" * 1601, "21617"),
+])
+async def test_what_twilio_refuses_is_a_final_failure_with_its_code(
+    fake: FakeTwilioRest, to: str, body: str, code: str
+) -> None:
+    outcome = await twilio(fake, timeout=5).send(to, body)
+    assert isinstance(outcome, Rejected) and outcome.code == code, outcome
+    assert fake.created_messages() == []
+
+
+def test_the_fake_answers_like_twilio() -> None:
+    """The fake itself: Twilio's error JSON for a bad form and bad credentials."""
+    import httpx
+
+    with FakeTwilioRest() as fake:
+        url = f"{fake.base_url}/2010-04-01/Accounts/{fake.account_sid}/Messages.json"
+        auth = (fake.account_sid, fake.auth_token)
+        with httpx.Client(timeout=5) as client:
+            missing_from = client.post(url, auth=auth, data={"To": TO, "Body": "x"})
+            assert missing_from.status_code == 400
+            assert missing_from.json() == {
+                "code": 21603, "message": "A 'From' phone number is required.",
+                "more_info": "https://www.twilio.com/docs/errors/21603", "status": 400}
+            bad_from = client.post(url, auth=auth, data={"To": TO, "From": "shop", "Body": "x"})
+            assert bad_from.json()["code"] == 21212
+            unauthorised = client.post(url, auth=(fake.account_sid, "wrong"),
+                                       data={"To": TO, "From": FROM, "Body": "x"})
+            assert unauthorised.status_code == 401 and unauthorised.json()["code"] == 20003
+            created = client.post(url, auth=auth, data={"To": TO, "From": FROM, "Body": "x"})
+            assert created.status_code == 201 and created.json()["sid"].startswith("SM")
+        assert {r.connection for r in fake.requests()} == {1}  # one kept-alive connection

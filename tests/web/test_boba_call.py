@@ -5,8 +5,6 @@ and the local agent behind `/agent/local`; no account anywhere."""
 from __future__ import annotations
 
 import io
-import os
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,6 +14,7 @@ import trio
 from boba_runtime.cli import phone as phone_cli
 from boba_runtime.cli import replay
 from boba_runtime.cli.phone import CallFailed, run_phone_call
+from tests.helpers.processes import boba_command, checkout_env
 from tests.helpers.server import RunningServer, running_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "calls"
@@ -195,16 +194,19 @@ def test_urls_and_password_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_the_boba_call_command_in_a_subprocess(boba_server: RunningServer) -> None:
-    """The console script itself: output lines and exit code as CONTRACT §1 says."""
-    env = {**os.environ, "BOBA_STAFF_PASSWORD": boba_server.services.staff_password}
+async def test_the_boba_call_command_in_a_subprocess(
+    boba_server: RunningServer, tmp_path: Path
+) -> None:
+    """The console script itself: output lines and exit code as CONTRACT §1 says.
+    The checkout's code, in an empty directory (no .env), with only the password set."""
+    env = checkout_env({"BOBA_STAFF_PASSWORD": boba_server.services.staff_password})
     result = await trio.run_process(
-        [sys.executable, "-m", "boba_runtime.cli", "call", "--url", boba_server.base_url,
-         "--script", str(EXAMPLES / "plain_order.txt")],
-        capture_stdout=True, capture_stderr=True, check=False, env=env,
+        boba_command("call", "--url", boba_server.base_url,
+                     "--script", str(EXAMPLES / "plain_order.txt")),
+        capture_stdout=True, capture_stderr=True, check=False, env=env, cwd=tmp_path,
     )
     out = result.stdout.decode().splitlines()
-    assert result.returncode == 0, result.stderr.decode()
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert out[-1].startswith("order: ")
     assert [line.split(":")[0] for line in out[:3]] == ["agent", "caller", "fn"]
 

@@ -11,7 +11,7 @@ import trio
 import trio_websocket
 
 from boba_proto.model import order_to_json
-from tests.fakes.fake_agent import FakeAgentSession
+from tests.fakes.fake_agent import AgentScriptError, FakeAgentSession
 from tests.fakes.twilio_client import TwilioStream, make_call_sid
 from tests.web.test_call_loopback import Line, shop_line
 
@@ -67,7 +67,7 @@ async def place_keyed_call(line: Line, k: int, *, timeout: float = 40) -> Twilio
     sid = make_call_sid(100 + k)
     with trio.fail_after(timeout):
         async with line.dial(sid, phone_of(k)) as stream:
-            await trio.sleep(0.3)  # the greeting plays first
+            await stream.wait_media()  # the greeting plays first
             await key_in(stream, phone_of(k))
             await stream.closed.wait()
         after = await line.after(sid, phone_of(k))
@@ -111,8 +111,18 @@ async def test_twenty_concurrent_calls_each_get_their_own_order(tmp_path: Path) 
         assert all(streams[k].played.errors == [] for k in range(calls))
 
 
+async def keyed_order_or_nothing(agent: FakeAgentSession) -> None:
+    """The keyed order, except on the call that never keys anything in (it is closed for
+    its bad frames first): that one only has to end."""
+    try:
+        await keyed_order_script(agent)
+    except AgentScriptError:
+        if agent.injected_user or not agent.closed.is_set():
+            raise
+
+
 async def test_bad_frames_on_one_call_leave_a_parallel_call_unharmed(tmp_path: Path) -> None:
-    async with shop_line(tmp_path, keyed_order_script) as line:
+    async with shop_line(tmp_path, keyed_order_or_nothing) as line:
         good: list[TwilioStream] = []
         bad_done = trio.Event()
         bad_close: list[int | None] = []

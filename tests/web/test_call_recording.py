@@ -27,7 +27,7 @@ async def test_recorded_loopback_call_replays_exactly(tmp_path: Path, capsys) ->
         sid = make_call_sid(42)
         with trio.fail_after(20):
             async with line.dial(sid, "+14155550199") as stream:
-                await trio.sleep(0.2)
+                await stream.wait_media()  # the greeting
                 await stream.send_dtmf("7")  # DTMF and its timer are recorded too
                 await stream.closed.wait()
         await line.after(sid, "+14155550199")

@@ -14,12 +14,10 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from boba_proto.model import Order
 from boba_runtime.cli.serve import run_shop
 from boba_runtime.store.feed import DEFAULT_PING_INTERVAL
 from boba_runtime.store.order_store import OrderStore
+from tests.conftest import show_output_on_failure
 from tests.fakes.twilio_client import (
     form,
     make_call_sid,
@@ -43,6 +42,7 @@ from tests.fakes.twilio_client import (
 )
 from tests.fakes.twilio_rest import FakeTwilioRest
 from tests.helpers.orders import draft
+from tests.helpers.processes import Child, boba_command, run_child
 from tests.helpers.sse import SseFrame, sse_frames
 
 PUBLIC = "https://boba.example.com"
@@ -69,6 +69,7 @@ class Shop:
     database: str
     twilio: FakeTwilioRest
     process: subprocess.Popen[str]
+    child: Child
 
     @property
     def staff(self) -> dict[str, str]:
@@ -81,9 +82,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     port = free_port()
     database = f"sqlite:///{root / 'boba.sqlite3'}"  # an absolute path: sqlite:////tmp/…
     with FakeTwilioRest() as twilio:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("BOBA_", "TWILIO_", "DEEPGRAM_"))}
-        env.update({
+        env = {
             "BOBA_HOST": "127.0.0.1",
             "BOBA_PORT": str(port),
             "BOBA_PUBLIC_URL": PUBLIC,
@@ -95,32 +94,39 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
             "TWILIO_AUTH_TOKEN": twilio.auth_token,
             "TWILIO_FROM_NUMBER": FROM_NUMBER,
             "TWILIO_API_BASE_URL": twilio.base_url,
-        })
-        process = subprocess.Popen(
-            [sys.executable, "-m", "boba_runtime.cli", "serve"],
-            cwd=root, env=env, text=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                assert process.poll() is None, "boba serve exited at start"
-                try:
-                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "boba serve did not become healthy"
-                time.sleep(0.05)
-            yield Shop(base_url, database, twilio, process)
-        finally:
-            process.send_signal(signal.SIGTERM)
+        }
+        with run_child(boba_command("serve"), cwd=root, env=env, name="boba serve") as child:
+            process = child.process
+            base_url = f"http://127.0.0.1:{port}"
             try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+                deadline = time.monotonic() + START_TIMEOUT
+                while True:
+                    assert process.poll() is None, f"boba serve exited at start\n{child.report()}"
+                    try:
+                        if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, (
+                        f"boba serve did not become healthy\n{child.report()}")
+                    time.sleep(0.05)
+                yield Shop(base_url, database, twilio, process, child)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+
+
+@pytest.fixture(autouse=True)
+def server_output_on_failure(request: pytest.FixtureRequest, shop: Shop) -> Iterator[None]:
+    """A failing test here shows what the server logged while it ran."""
+    start = len(shop.child.stderr)
+    show_output_on_failure(request.node, "boba serve output during this test",
+                           lambda: shop.child.stdout[-4000:] + shop.child.stderr[start:])
+    yield
 
 
 @pytest.fixture
@@ -349,10 +355,12 @@ async def test_login_throttle_is_429_from_one_address(shop: Shop) -> None:
 async def test_transitions_status_codes_and_sms_on_the_wire(
     shop: Shop, client: httpx.AsyncClient, store: OrderStore
 ) -> None:
+    committed_at = time.monotonic()
     ready_order = await new_order(store, "+14155550142")
     number = ready_order.order_number
     base = f"/api/orders/{number}"
 
+    done_at = time.monotonic()
     done = await client.post(f"{base}/done", headers=shop.staff)
     assert done.status_code == 200 and list(done.json()) == ORDER_KEYS
     assert done.json()["status"] == "ready" and TIMESTAMP.match(done.json()["ready_at"])
@@ -364,7 +372,7 @@ async def test_transitions_status_codes_and_sms_on_the_wire(
     received = (f"Thanks for your order! Your order number is {number}. "
                 "We'll text you when it's ready for pickup.")
     ready = f"Your boba order #{number} is now ready for pickup!"
-    with trio.fail_after(8):
+    with trio.fail_after(8):  # the bound is checked below, on the fake's own clock
         while True:
             bodies = [m.form.get("Body") for m in shop.twilio.created_messages()
                       if m.form.get("To") == "+14155550142"]
@@ -373,6 +381,12 @@ async def test_transitions_status_codes_and_sms_on_the_wire(
                 break
             await trio.sleep(0.1)
     assert sorted(bodies) == sorted([received, ready])
+    handed = {m.form.get("Body"): m.received_at for m in shop.twilio.created_messages()
+              if m.form.get("To") == "+14155550142"}
+    received_after, ready_after = handed[received] - committed_at, handed[ready] - done_at
+    print(f"SMS handed to Twilio {received_after:.2f} s after the commit (received), "
+          f"{ready_after:.2f} s after Done (ready)")
+    assert received_after < 5 and ready_after < 5, (received_after, ready_after)
     assert {m.form.get("From") for m in shop.twilio.created_messages()} == {FROM_NUMBER}
 
     picked = await client.post(f"{base}/picked-up", headers=shop.staff)
@@ -515,3 +529,22 @@ async def test_an_http2_client_cannot_stop_the_server(shop: Shop) -> None:
     assert shop.process.poll() is None, "boba serve exited"
     async with httpx.AsyncClient(base_url=shop.base_url, timeout=5) as client:
         assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("request_line", [
+    b"GET /healthz HTTP/1.1\r\nHost: boba.example.com\r\nConnection: close\r\n\r\n",
+    b"GET /healthz HTTP/1.0\r\nHost: boba.example.com\r\n\r\n",
+])
+async def test_a_connection_the_response_closes_is_closed(shop: Shop, request_line: bytes) -> None:
+    # Hypercorn closed such a connection from inside the app's task while quart-trio was
+    # cancelling it: the close was cancelled, the socket stayed open, the client (and a
+    # graceful shutdown) waited for an end that never came.
+    port = int(shop.base_url.rsplit(":", 1)[1])
+    answer = b""
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(request_line)
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}'), answer

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from boba_runtime.metrics import Metrics, prepare_multiprocess_dir
 from boba_web.app import create_app
 from tests.browser.shop import STAFF_PASSWORD, make_draft, shop_services
+from tests.helpers.processes import checkout_env
 
 STAFF = {"Authorization": f"Bearer {STAFF_PASSWORD}"}
 
@@ -127,11 +128,11 @@ WORKER = textwrap.dedent(
 
 def test_workers_are_merged_in_multiprocess_mode(tmp_path: Path) -> None:
     """Two worker processes record calls; a scrape from a third sees both."""
-    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    env = checkout_env({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     pids = []
     for started, ended in ((2, 1), (3, 0)):
         done = subprocess.run(
-            [sys.executable, "-c", WORKER, str(started), str(ended)],
+            [sys.executable, "-c", WORKER, str(started), str(ended)], cwd=tmp_path,
             env=env,
             capture_output=True,
             text=True,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +17,7 @@ import httpx
 import pytest
 
 from boba_web.app import serve_command as main
+from tests.helpers.processes import CHECKOUT, Child, boba_command, checkout_env, run_child
 
 START_TIMEOUT = 60.0
 BANNER = re.compile(r"BobaRista is open on (http://127\.0\.0\.1:\d+)")
@@ -27,78 +25,64 @@ BANNER = re.compile(r"BobaRista is open on (http://127\.0\.0\.1:\d+)")
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any setting of ours, so only defaults (and .env) apply."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("BOBA_", "TWILIO_", "DEEPGRAM_"))}
-    env.update(extra)
-    return env
+    return checkout_env(extra)
 
 
 class ServeProcess:
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: queue.Queue[str] = queue.Queue()
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.process = child.process
         self.stdout: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
 
     def wait_for_banner(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            self.stdout.append(line)
-            if found := BANNER.search(line):
-                time.sleep(0.3)  # the rest of the banner
-                while not self.lines.empty():
-                    self.stdout.append(self.lines.get())
-                return found.group(1)
-        raise AssertionError(f"no banner; output so far: {''.join(self.stdout)!r}")
+        """The base URL, once the banner (through its staff-password line) is printed."""
+        first = self.child.wait_for_line(BANNER.search, START_TIMEOUT)
+        self.stdout.append(first)
+        self.stdout.append(self.child.wait_for_line(lambda line: "staff password:" in line, 5))
+        found = BANNER.search(first)
+        assert found is not None
+        return found.group(1)
 
 
 @contextmanager
 def boba_serve(cwd: Path, *args: str, **env: str) -> Iterator[ServeProcess]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "boba_runtime.cli", "serve", *args],
-        cwd=cwd, env=clean_env(**env), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    with run_child(boba_command("serve", *args), cwd=cwd, env=env, name="boba serve") as child:
+        yield ServeProcess(child)
+
+
+def test_children_run_this_checkout(tmp_path: Path) -> None:
+    """What `python -m boba_runtime…` imports in a child is the code under test."""
+    done = subprocess.run(
+        [*boba_command()[:1], "-c", "import boba_runtime, boba_web, boba_proto; "
+         "print(boba_runtime.__file__, boba_web.__file__, boba_proto.__file__)"],
+        cwd=tmp_path, env=checkout_env(), capture_output=True, text=True, timeout=60, check=True,
     )
-    try:
-        yield ServeProcess(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
+    for path in done.stdout.split():
+        assert Path(path).resolve().is_relative_to(CHECKOUT), done.stdout
 
 
 @pytest.mark.slow
 def test_serve_starts_with_no_configuration_answers_and_stops_cleanly(tmp_path: Path) -> None:
     with boba_serve(tmp_path, "--port", "0") as shop:
         base_url = shop.wait_for_banner()
-        banner = "".join(shop.stdout)
-        assert f"{base_url}/orders" in banner and f"{base_url}/barista" in banner
         password_file = tmp_path / "boba-data" / "staff-password"
         password = password_file.read_text().strip()
-        assert "boba-data/staff-password" in banner and password in banner  # first start
+        shop.child.wait_for_line(lambda line: password in line, 5)  # first start: shown
+        banner = shop.child.stdout
+        assert f"{base_url}/orders" in banner and f"{base_url}/barista" in banner
+        assert "boba-data/staff-password" in banner
         assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
         health = httpx.get(f"{base_url}/healthz", timeout=10)
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         shop.process.send_signal(signal.SIGTERM)
         assert shop.process.wait(30) == 0
-        _, stderr = shop.process.communicate()
-        assert password not in stderr
+        shop.child.finish()
+        assert password not in shop.child.stderr
     assert (tmp_path / "boba.sqlite3").exists()
 
     with boba_serve(tmp_path, "--port", "0") as again:  # second start: same password, not shown
         base_url = again.wait_for_banner()
-        assert password not in "".join(again.stdout)
+        assert password not in again.child.stdout
         assert httpx.get(f"{base_url}/api/orders/0000", timeout=10,
                          headers={"Authorization": f"Bearer {password}"}).status_code == 404
         again.process.send_signal(signal.SIGINT)
@@ -108,8 +92,8 @@ def test_serve_starts_with_no_configuration_answers_and_stops_cleanly(tmp_path: 
 def test_a_bad_setting_stops_the_start_with_exit_2(tmp_path: Path) -> None:
     with boba_serve(tmp_path, "--port", "0", BOBA_AUDIO="x") as shop:
         assert shop.process.wait(60) == 2
-        _, stderr = shop.process.communicate()
-    lines = stderr.strip().splitlines()
+        shop.child.finish()
+    lines = shop.child.stderr.strip().splitlines()
     assert lines == ["boba serve: BOBA_AUDIO: expected linear16 or mulaw, got 'x'"]
     assert not (tmp_path / "boba-data").exists()  # nothing written before refusing
 
@@ -141,7 +125,6 @@ def test_bad_settings_in_process(
 
 def test_port_in_use_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
-    import socket
 
     monkeypatch.chdir(tmp_path)
     with socket.socket() as taken:
@@ -161,7 +144,7 @@ def test_workers_share_the_port_the_store_and_the_event_ids(tmp_path: Path) -> N
 
     with boba_serve(tmp_path, "--port", "0", "--workers", "2") as shop:
         base_url = shop.wait_for_banner()
-        assert "2 worker processes" in "".join(shop.stdout)
+        assert "2 worker processes" in shop.child.stdout
         assert all(httpx.get(f"{base_url}/healthz", timeout=30).status_code == 200
                    for _ in range(4))
 
@@ -186,8 +169,7 @@ def test_workers_share_the_port_the_store_and_the_event_ids(tmp_path: Path) -> N
                     for index in range(4):
                         connected = trio.Event()
                         nursery.start_soon(listen, index, connected)
-                        await connected.wait()
-                    await trio.sleep(0.5)  # the handlers have subscribed
+                        await connected.wait()  # headers come after the subscription
                     store = await OrderStore.open(f"sqlite:///{tmp_path / 'boba.sqlite3'}")
                     try:
                         await store.commit_order(draft())  # another process commits
@@ -270,22 +252,91 @@ def test_serve_raises_its_open_files_limit_to_the_hard_limit(tmp_path: Path) -> 
     def lower_the_soft_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "boba_runtime.cli", "serve", "--port", "0"],
-        cwd=tmp_path, env=clean_env(), text=True, preexec_fn=lower_the_soft_limit,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    try:
-        ServeProcess(process).wait_for_banner()
+    with run_child(boba_command("serve", "--port", "0"), cwd=tmp_path, name="boba serve",
+                   preexec_fn=lower_the_soft_limit) as child:
+        process = child.process
+        ServeProcess(child).wait_for_banner()
         limits = Path(f"/proc/{process.pid}/limits").read_text()
         line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
         expected = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
         assert line.split()[3] == expected or int(line.split()[3]) > low, line
         process.send_signal(signal.SIGTERM)
         process.wait(30)
-        _, stderr = process.communicate()
-        assert f"open files limit: {line.split()[3]} (was {low}" in stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
+        child.finish()
+        assert f"open files limit: {line.split()[3]} (was {low}" in child.stderr
+
+
+def free_port() -> int:
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def queue_a_request(port: int, timeout: float) -> socket.socket:
+    """A `GET /healthz` sent as soon as the port takes connections (it then waits in the
+    shared accept queue until a worker accepts it)."""
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=1)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, f"port {port} never took a connection"
+            time.sleep(0.01)
+    conn.settimeout(60)
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    return conn
+
+
+def read_answer(conn: socket.socket) -> bytes:
+    answer = b""
+    with conn:
+        while chunk := conn.recv(65536):  # ConnectionResetError here is the bug
+            answer += chunk
+    return answer
+
+
+def stop_during_start_up(cwd: Path, delay: float) -> str | None:
+    """Start `--workers 2`, queue a request, SIGTERM the supervisor `delay` s after the
+    port opened; None if the request was answered and the exit code was 0, else why not."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = free_port()
+    with (
+        boba_serve(cwd, "--port", str(port), "--workers", "2") as shop,
+        ThreadPoolExecutor(1) as reader,
+    ):
+        answer = reader.submit(read_answer, queue_a_request(port, START_TIMEOUT))
+        time.sleep(delay)
+        shop.process.send_signal(signal.SIGTERM)
+        code = shop.process.wait(60)
+        try:
+            text = answer.result(10)
+        except OSError as error:
+            text = f"{error!r}".encode()
+        if code == 0 and text.startswith(b"HTTP/1.1 200"):
+            return None
+        shop.child.finish()
+        return (f"SIGTERM {delay:.2f} s after the port opened: exit {code}, answer "
+                f"{text[:60]!r}\n{shop.child.report()}")
+
+
+@pytest.mark.slow
+def test_sigterm_during_worker_start_up_is_a_clean_stop(tmp_path: Path) -> None:
+    """`--workers 2` stopped while its workers start (20 times, at delays spread over the
+    start-up, two shops at a time): every queued request is answered, never reset, and
+    the exit code is 0. Before the fix a worker signalled before installing its handler
+    died of SIGTERM (-15), the supervisor stopped the other, and the accept queue was
+    reset; and a supervisor signalled before `trio.run` died holding the bound port."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    delays = [0.15 * i for i in range(20)]  # 0 … 2.85 s after the port opened
+    for attempt in range(20):
+        (tmp_path / f"start-{attempt}").mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        failures = [f for f in pool.map(
+            lambda attempt: stop_during_start_up(tmp_path / f"start-{attempt}", delays[attempt]),
+            range(20)) if f is not None]
+    assert not failures, "\n\n".join(failures)

@@ -127,6 +127,8 @@ async def test_ping_comment_when_idle(tmp_path: Path) -> None:
                 pings += frame.is_ping
                 if pings == 2:
                     break
+            else:
+                raise AssertionError(f"the stream ended after {pings} ping(s)")
 
 
 async def test_bad_last_event_id_is_a_json_400(boba_server: RunningServer) -> None:

@@ -221,3 +221,23 @@ async def test_no_auth_token_on_loopback_is_development_mode(tmp_path: Path) -> 
         )
         assert response.status_code == 200
         assert parse_twiml(response.text).stream_url == f"ws://{server.base_url[7:]}/twilio"
+
+
+async def test_signature_covers_the_query_string(tmp_path: Path) -> None:
+    """CONTRACT §3: the signature is over BOBA_PUBLIC_URL + path + query, with the POST
+    params (Twilio keeps a webhook URL's query when it signs)."""
+    async with running_server(tmp_path, signed_env()) as server, httpx.AsyncClient() as client:
+        sid = make_call_sid(7)
+        params = form(sid, "+14155551234")
+        query = "shop=main&lang=en"
+        url = f"{server.base_url}/voice?{query}"
+        over_query = sign(AUTH_TOKEN, f"{PUBLIC}/voice?{query}", params)
+        response = await client.post(url, data=params, headers={"X-Twilio-Signature": over_query})
+        assert response.status_code == 200, response.text
+        assert parse_twiml(response.text).parameters["callSid"] == sid
+        # The same request signed without its query, or with another query: refused.
+        for signed_url in (f"{PUBLIC}/voice", f"{PUBLIC}/voice?shop=other&lang=en"):
+            signature = sign(AUTH_TOKEN, signed_url, params)
+            refused = await client.post(url, data=params,
+                                        headers={"X-Twilio-Signature": signature})
+            assert refused.status_code == 403, (signed_url, refused.text)
