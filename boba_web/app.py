@@ -50,6 +50,7 @@ from boba_web.local_agent_route import register_local_agent_route
 from boba_web.pages import register_pages
 from boba_web.phone_routes import register_phone_routes
 from boba_web.reports import register_report_routes
+from boba_web.shop_routes import register_shop_routes
 from boba_web.sse import register_sse
 from boba_web.twilio_routes import register_twilio_routes
 
@@ -76,6 +77,7 @@ def build_call_deps(services: Services) -> CallDeps:
         max_message_bytes=settings.max_message_bytes,
         metrics=services.metrics,
         open_recorder=open_recorder,
+        shop=services.shop,
     )
 
 
@@ -149,6 +151,7 @@ def create_app(services: Services) -> QuartTrio:
     register_phone_routes(app, services, calls)
     register_calls_routes(app, services)
     register_report_routes(app, services)
+    register_shop_routes(app, services)
     # Other features register here, one line each: register_x(app, services).
     return app
 

@@ -45,7 +45,7 @@ from tests.runtime.test_store import (  # noqa: F401
 
 psycopg = pytest.importorskip("psycopg")
 
-from boba_runtime.store.order_store import MIGRATIONS, OrderStore, StoreUnavailable  # noqa: E402
+from boba_runtime.store.order_store import PG_MIGRATIONS, OrderStore, StoreUnavailable  # noqa: E402
 
 
 def _pg_bin(name: str) -> str | None:
@@ -148,9 +148,9 @@ def db_url(pg_server: str) -> Iterator[str]:
 
 async def test_migrations_on_postgres(db_url: str) -> None:
     async with await OrderStore.open(db_url) as first:
-        assert await first.schema_version() == len(MIGRATIONS)
+        assert await first.schema_version() == len(PG_MIGRATIONS)
     async with await OrderStore.open(db_url) as again:
-        assert await again.schema_version() == len(MIGRATIONS)
+        assert await again.schema_version() == len(PG_MIGRATIONS)
 
 
 async def test_reconnects_after_the_server_drops_the_connection(db_url: str) -> None:
