@@ -120,8 +120,9 @@ async def test_tv_shows_first_names_and_waits_that_follow_the_orders(
                             "?.innerText === 'Ana'")
         text = await page.evaluate(f"document.querySelector('{tile(ana.order_number)}').innerText")
         assert "Lucia" not in text  # the first name only
-        assert await page.evaluate(
-            f"document.querySelector('{tile(ana.order_number)} .label').dataset.wait") == "5"
+        # The waits come from /api/shop, fetched after the list: wait for them too.
+        await page.wait_for(f"document.querySelector('{tile(ana.order_number)} .label')"
+                            "?.dataset.wait === '5'")
         await page.wait_for(f"document.querySelector('{tile(bo.order_number)} .label')"
                             "?.dataset.wait === '5'")
         # A new named order arrives live, with its name and its wait behind the others.
