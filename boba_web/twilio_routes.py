@@ -215,6 +215,10 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         if status is not ShopStatus.OPEN:  # closed or paused: no agent (CONTRACT §12)
             log.info("call %s: the shop is %s; answered without an agent",
                      call_sid, status.value)
+            if services.call_records is not None:  # CONTRACT §13: `closed` (paused too)
+                services.call_records.record_unanswered(
+                    call_sid, caller=caller, outcome=Outcome.CLOSED
+                )
             twiml = closed_twiml(shop.menu, shop.zone, status, now)
             return Response(twiml, 200, content_type=TWIML)
         try:

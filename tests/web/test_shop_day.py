@@ -22,6 +22,7 @@ from tests.helpers.server import running_server
 from tests.helpers.sse import sse_frames
 from tests.runtime.test_store import BLACK, TARO
 from tests.web.test_call_loopback import drink, shop_line
+from tests.web.test_call_records_web import settled_call
 
 TRANSFER = "+14155550142"
 BUILTIN = files("boba_proto").joinpath("menu.toml").read_text("utf-8")
@@ -173,6 +174,42 @@ async def test_closed_hours_answer_without_an_agent(tmp_path: Path) -> None:
         assert line.server.services.calls.load == 0  # no slot was taken
 
 
+async def kept_calls(line: Any) -> list[dict[str, Any]]:
+    """GET /api/calls (staff) once the writer has flushed every call (CONTRACT §13)."""
+    await line.server.services.call_records.flush()
+    response = await line.client.get(f"{line.server.base_url}/api/calls",
+                                     headers=line.server.staff_headers)
+    assert response.status_code == 200
+    calls: list[dict[str, Any]] = response.json()
+    return calls
+
+
+async def test_calls_out_of_hours_or_paused_are_kept_as_closed(tmp_path: Path) -> None:
+    async def script(agent: FakeAgentSession) -> None:
+        await agent.closed.wait()
+
+    closed_sid, paused_sid = make_call_sid(11), make_call_sid(12)
+    async with shop_line(tmp_path / "hours", script,
+                         BOBA_MENU=str(closed_today_menu(tmp_path))) as line:
+        twiml = await line.answer(closed_sid, "+14155550199")
+        assert twiml.stream_url is None and twiml.hangup
+        [kept] = await kept_calls(line)
+        assert (kept["call_sid"], kept["outcome"]) == (closed_sid, "closed")
+        assert kept["caller"] == "+14155550199"
+        record = await settled_call(line.server, closed_sid)
+        assert record["transcript"] == []
+
+    async with shop_line(tmp_path / "paused", script) as line:
+        base, staff = line.server.base_url, line.server.staff_headers
+        paused = await line.client.put(f"{base}/api/shop", json={"taking_orders": False},
+                                       headers=staff)
+        assert paused.status_code == 200
+        twiml = await line.answer(paused_sid, "+14155550111")
+        assert "not taking phone orders right now" in twiml.says[0]
+        [kept] = await kept_calls(line)
+        assert (kept["call_sid"], kept["outcome"]) == (paused_sid, "closed")
+
+
 async def test_bad_hours_stop_the_start_with_file_and_line(tmp_path: Path) -> None:
     from boba_runtime.config.settings import SettingsError
     from boba_runtime.services import load_menu
@@ -264,6 +301,11 @@ async def test_transfer_to_staff_dials_the_shop(tmp_path: Path) -> None:
         assert "transfer_to_staff" in functions
         prompt = line.agent.sessions[0].settings["agent"]["think"]["prompt"]
         assert "transfer_to_staff" in prompt
+        record = await settled_call(line.server, sid)  # CONTRACT §13
+        assert record["call"]["outcome"] == "transferred"
+        assert record["call"]["order_number"] is None
+        assert [t["name"] for t in record["transcript"] if t["kind"] == "function"] == [
+            "transfer_to_staff"]
 
 
 async def after_text(line: Any, sid: str) -> httpx.Response:
@@ -290,6 +332,9 @@ async def test_agent_failure_transfers_instead_of_apologising(tmp_path: Path) ->
             response = await after_text(line, sid)
         assert response.text.endswith(f"<Dial>{TRANSFER}</Dial></Response>"), response.text
         assert "<Say" not in response.text
+        # The record keeps why: the agent failed (the report counts it), dialled or not.
+        record = await settled_call(line.server, sid)
+        assert record["call"]["outcome"] == "agent_failed"
     async with shop_line(tmp_path / "plain", script) as line:
         sid = make_call_sid(4)
         with trio.fail_after(20):
