@@ -101,6 +101,7 @@ import msgspec
 from boba_proto import agent, audio, model, tools, twilio
 from boba_proto.errors import LocalProtocolError
 from boba_proto.menu import Menu
+from boba_proto.shop import Availability
 
 __all__ = [
     "CALLER_CHUNK_BYTES",
@@ -115,6 +116,7 @@ __all__ = [
     "AgentLatency",
     "AgentLost",
     "AgentWarningReported",
+    "AvailabilityChanged",
     "CallConfig",
     "CallEvent",
     "CallSession",
@@ -227,6 +229,15 @@ class CallerText(_RuntimeEventBase, tag="caller_text", frozen=True, kw_only=True
     text: str
 
 
+class AvailabilityChanged(
+    _RuntimeEventBase, tag="availability_changed", frozen=True, kw_only=True
+):
+    """What is sold out now (CONTRACT §12); the runtime feeds it before a function call
+    whenever it differs from what the session last heard."""
+
+    availability: Availability
+
+
 RuntimeEvent = (
     AgentConnected
     | AgentLost
@@ -236,6 +247,7 @@ RuntimeEvent = (
     | CallerHungUp
     | PhoneStuck
     | CallerText
+    | AvailabilityChanged
 )
 
 CallEvent = (
@@ -261,6 +273,7 @@ class EndReason(enum.Enum):
     AGENT_FAILED = "agent_failed"  # agent Error, unreachable, dropped, or never applied Settings
     PHONE_STUCK = "phone_stuck"  # the phone side stopped reading (not the agent's failure)
     PHONE_SILENT = "phone_silent"  # no Twilio frame for PHONE_SILENCE_SECONDS: a dead stream
+    TRANSFER = "transfer"  # transfer_to_staff: `/voice/after` dials the shop's number
 
     @property
     def apologise(self) -> bool:
@@ -358,6 +371,7 @@ class CallConfig:
     phone_silence_seconds: float | None = PHONE_SILENCE_SECONDS
     """End the call after this long without a frame from the phone side (None: never, for
     a softphone that sends nothing while the caller types)."""
+    transfer_enabled: bool = False  # BOBA_TRANSFER_NUMBER is set: offer transfer_to_staff
 
 
 class CallState(enum.Enum):
@@ -409,7 +423,10 @@ class CallSession:
         self._utterance_started_ending = False
         # functions
         self._tools = tools.initial_state(
-            config.caller or None, call_sid=config.call_sid, sms_regions=config.sms_countries
+            config.caller or None,
+            call_sid=config.call_sid,
+            sms_regions=config.sms_countries,
+            transfer_enabled=config.transfer_enabled,
         )
         self._answered: set[str] = set()
         self._cancelled: set[str] = set()
@@ -473,6 +490,9 @@ class CallSession:
             case CallerText(text=text):
                 self._ticks_without_phone = 0
                 return self._on_caller_text(text)
+            case AvailabilityChanged(availability=availability):
+                self._tools = msgspec.structs.replace(self._tools, availability=availability)
+                return []
             case twilio.Stop() | CallerHungUp():
                 return self._close(EndReason.COMPLETED)
             case PhoneStuck():
@@ -505,7 +525,11 @@ class CallSession:
         self.call_sid = self.call_sid or info.call_sid
         self.caller = self.caller or info.custom_parameters.get("caller", "")
         self._tools = tools.initial_state(
-            self.caller or None, call_sid=self.call_sid, sms_regions=self.config.sms_countries
+            self.caller or None,
+            call_sid=self.call_sid,
+            sms_regions=self.config.sms_countries,
+            transfer_enabled=self.config.transfer_enabled,
+            availability=self._tools.availability,
         )
         self._state = CallState.CONNECTING_AGENT
         actions: list[Action] = [
@@ -770,6 +794,13 @@ class CallSession:
                     if self._state is not CallState.ENDING:
                         actions += self._begin_ending(
                             EndReason.COMPLETED, GOODBYE_SECONDS, later_utterance=False
+                        )
+                case tools.ToolTransfer(result=result):
+                    # Like end_call: the stream ends once the agent's one sentence played.
+                    actions += self._answer(call, result)
+                    if self._state is not CallState.ENDING:
+                        actions += self._begin_ending(
+                            EndReason.TRANSFER, GOODBYE_SECONDS, later_utterance=False
                         )
                 case tools.ToolReply(result=result):
                     actions += self._answer(call, result)

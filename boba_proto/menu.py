@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import re
 import tomllib
+from collections.abc import Callable
 from typing import Annotated, Final
 
 import msgspec
@@ -18,6 +19,7 @@ import msgspec
 from boba_proto.agent import FunctionSpec
 from boba_proto.errors import MenuError
 from boba_proto.model import format_dollars
+from boba_proto.shop import DAYS, Hours, PrepTimes, parse_day_hours
 
 __all__ = [
     "FILLER_WORDS",
@@ -79,6 +81,8 @@ class Menu(msgspec.Struct, frozen=True, kw_only=True):
     max_drinks: int
     addon_requires: dict[str, str] = msgspec.field(default_factory=dict)
     aliases: MenuAliases = msgspec.field(default_factory=MenuAliases)
+    hours: Hours | None = None  # None: always open (CONTRACT §12)
+    prep: PrepTimes = msgspec.field(default_factory=PrepTimes)
 
     def match_flavor(self, text: str) -> str | None:
         return _match(text, self.flavors, self.aliases.flavors)
@@ -214,6 +218,9 @@ class _RawMenu(msgspec.Struct, forbid_unknown_fields=True):
     )
     rules: _RawRules = msgspec.field(default_factory=_RawRules)
     aliases: _RawAliases = msgspec.field(default_factory=_RawAliases)
+    hours: dict[str, str] | None = None
+    prep_minutes_per_drink: Annotated[int, msgspec.Meta(ge=0, le=120)] = 3
+    prep_minutes_min: Annotated[int, msgspec.Meta(ge=0, le=240)] = 5
 
 
 def _canonical(name: str) -> str:
@@ -277,11 +284,16 @@ def _validation_message(source: str, err: msgspec.ValidationError) -> str:
     return f"{source}: {path or '(top level)'}: {what}"
 
 
-def parse_menu(text: str | bytes, *, source: str) -> Menu:
+ZoneCheck = Callable[[str], bool]
+"""Whether a time zone name exists (the runtime asks `zoneinfo`; boba_proto reads no files)."""
+
+
+def parse_menu(text: str | bytes, *, source: str, zone_exists: ZoneCheck | None = None) -> Menu:
     """Parse and check a menu file's text; raises MenuError naming `source` and the fault.
 
-    Syntax errors name the line and column (``menu.toml:3:5: ...``); everything else names
-    the key path (``menu.toml: flavors[2]: ...``).
+    Syntax errors name the line and column (``menu.toml:3:5: ...``); `[hours]` errors name
+    the line (``menu.toml:12: hours.mon: ...``); everything else names the key path
+    (``menu.toml: flavors[2]: ...``). `zone_exists` checks `hours.timezone`.
     """
     if isinstance(text, bytes):
         raw_bytes = text
@@ -302,6 +314,10 @@ def parse_menu(text: str | bytes, *, source: str) -> Menu:
     except msgspec.ValidationError as exc:
         raise MenuError(_validation_message(source, exc)) from None
     menu = _build(source, raw)
+    if raw.hours is not None:
+        menu = msgspec.structs.replace(
+            menu, hours=_hours(source, text, raw.hours, zone_exists)
+        )
     prompt_chars = len(build_prompt(menu))
     if prompt_chars > MAX_PROMPT_CHARS:
         raise MenuError(
@@ -320,6 +336,50 @@ def _syntax_message(source: str, text: str, message: str) -> str:
         lines = text.split("\n")
         return f"{source}:{len(lines)}:{len(lines[-1]) + 1}: {message[: m.start()]}"
     return f"{source}: {message}"
+
+
+def _line_of(text: str, table: str, key: str | None) -> int | None:
+    """The line of `[table]` (key None) or of `key = ...` inside it, for messages."""
+    current = None
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\[\]]+?)\s*\]\s*(#.*)?", stripped)
+        if header is not None:
+            current = header.group(1).strip()
+            if key is None and current == table:
+                return number
+            continue
+        if current == table and key is not None:
+            m = re.match(r"""(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*=""", stripped)
+            if m is not None and key in m.groups():
+                return number
+    return None
+
+
+def _hours(source: str, text: str, raw: dict[str, str], zone_exists: ZoneCheck | None) -> Hours:
+    def fail(key: str | None, message: str) -> MenuError:
+        line = _line_of(text, "hours", key) or _line_of(text, "hours", None)
+        where = f"{source}:{line}" if line is not None else source
+        path = f"hours.{key}" if key is not None else "hours"
+        return MenuError(f"{where}: {path}: {message}")
+
+    zone = raw.get("timezone")
+    if zone is None:
+        raise fail(None, 'needs a timezone, e.g. timezone = "America/Los_Angeles"')
+    if zone_exists is not None and not zone_exists(zone):
+        raise fail("timezone", f"{zone!r} is not a time zone name (like \"America/Los_Angeles\")")
+    days = {}
+    for key, value in raw.items():
+        if key == "timezone":
+            continue
+        if key not in DAYS:
+            days_list = ", ".join(DAYS)
+            raise fail(key, f"unknown key; the days are {days_list} (a day left out is closed)")
+        parsed = parse_day_hours(value)
+        if isinstance(parsed, str):
+            raise fail(key, parsed)
+        days[key] = parsed
+    return Hours(timezone=zone, days=days)
 
 
 def _level(source: str, path: str, raw: _RawLevels) -> tuple[tuple[str, ...], str]:
@@ -366,6 +426,7 @@ def _build(source: str, raw: _RawMenu) -> Menu:
         max_drinks=raw.limits.max_drinks,
         addon_requires=requires,
         aliases=aliases,
+        prep=PrepTimes(per_drink=raw.prep_minutes_per_drink, minimum=raw.prep_minutes_min),
     )
 
 
@@ -383,6 +444,7 @@ class ArgKind(enum.Enum):
     INDEX = "index"
     PHONE = "phone"
     ORDER_NUMBER = "order_number"
+    NAME = "name"
 
 
 DRINK_FIELDS: Final = (ArgKind.FLAVOR, ArgKind.TOPPINGS, ArgKind.SWEETNESS, ArgKind.ICE,
@@ -454,17 +516,19 @@ FUNCTIONS: Final = (
     ),
     FunctionDef(
         name="save_phone_number",
-        description="Save the phone number the order's text messages go to. Read the "
-        "returned number back to the caller.",
-        args=(ArgKind.PHONE,),
+        description="Save the phone number the order's text messages go to, and the "
+        "caller's first name for the cup if they gave one. Read the returned number back "
+        "to the caller.",
+        args=(ArgKind.PHONE, ArgKind.NAME),
         required=(ArgKind.PHONE,),
     ),
     FunctionDef(
         name="checkout_order",
         description="Place the order once the caller is done and has confirmed it. Needs "
         "at least one drink and a phone number (saved before, or given here). Returns the "
-        "order number: only ever tell the caller the number this returns.",
-        args=(ArgKind.PHONE,),
+        "order number and ready_in_minutes: only ever tell the caller the number this "
+        "returns, digit by digit.",
+        args=(ArgKind.PHONE, ArgKind.NAME),
     ),
     FunctionDef(
         name="order_status",
@@ -480,7 +544,16 @@ FUNCTIONS: Final = (
         name="end_call",
         description="Hang up after your goodbye. Call it once the caller is done.",
     ),
+    FunctionDef(
+        name="transfer_to_staff",
+        description="Put the caller through to a person at the shop (they asked for one, "
+        "or have a question you cannot answer, such as allergies). Say one short sentence "
+        "first; the call is transferred once it has played.",
+    ),
 )
+
+TRANSFER_FUNCTION: Final = "transfer_to_staff"
+"""Offered only when the shop has a transfer number (CONTRACT §12)."""
 
 
 def function_def(name: str) -> FunctionDef | None:
@@ -532,13 +605,21 @@ def _arg_schema(menu: Menu, kind: ArgKind) -> dict[str, object]:
             "description": "The phone number as the caller said or keyed it, "
             "e.g. 415 555 1234.",
         }
+    if kind is ArgKind.NAME:
+        return {
+            "type": "string",
+            "description": "The caller's first name for the cup, only if they gave one.",
+        }
     return {"type": "string", "description": "The 4-digit order number, e.g. 4782."}
 
 
-def function_specs(menu: Menu) -> list[FunctionSpec]:
-    """Every CONTRACT §5 function, with JSON-schema parameters whose enums come from `menu`."""
+def function_specs(menu: Menu, *, transfer: bool = False) -> list[FunctionSpec]:
+    """Every CONTRACT §5 function, with JSON-schema parameters whose enums come from `menu`;
+    `transfer_to_staff` only with `transfer` (a transfer number is set)."""
     specs = []
     for fn in FUNCTIONS:
+        if fn.name == TRANSFER_FUNCTION and not transfer:
+            continue
         parameters: dict[str, object] = {
             "type": "object",
             "properties": {kind.value: _arg_schema(menu, kind) for kind in fn.args},
@@ -562,8 +643,9 @@ def _said_as(aliases: dict[str, str]) -> str:
     )
 
 
-def build_prompt(menu: Menu) -> str:
-    """The agent's system prompt, generated from the menu (under Deepgram's 25,000 chars)."""
+def build_prompt(menu: Menu, *, transfer: bool = False) -> str:
+    """The agent's system prompt, generated from the menu (under Deepgram's 25,000 chars);
+    `transfer`: the caller can be put through to staff (`transfer_to_staff`)."""
     rules = [
         f"The {addon} only comes with {topping}; if the caller wants it, the drink must "
         f"also have {topping}."
@@ -607,12 +689,16 @@ def build_prompt(menu: Menu) -> str:
         "call update_pending_item; if they do not want it, clear_pending_item.",
         "3. Drinks already in the order: get_cart to review, modify_cart_item or "
         "set_sweetness_ice to change, remove_from_cart to remove (positions start at 0).",
-        "4. When the caller is done, ask for the phone number we should text when the "
-        "order is ready and call save_phone_number; read back the number it returns.",
-        "5. Read back the whole order and total, and when the caller agrees call "
-        "checkout_order. Tell them the order number it returns, say you will text them "
-        "when it is ready, and say goodbye.",
-        "6. After the goodbye, call end_call.",
+        "4. After each drink, ask \"Anything else?\" Only when the caller says that is "
+        "all, go on.",
+        "5. Ask for the phone number we should text when the order is ready, and a first "
+        "name for the cup if they like, and call save_phone_number; read back the number "
+        "it returns.",
+        "6. Read back the whole order and total, and when the caller agrees call "
+        "checkout_order. Then tell them the order number it returns digit by digit "
+        "(\"4, 7, 8, 2\"), the total, and the wait: \"ready in about\" ready_in_minutes "
+        "minutes. Say you will text them when it is ready, and say goodbye.",
+        "7. After the goodbye, call end_call.",
         "",
         "OTHER REQUESTS",
         "If the caller asks about an order they already placed, call order_status. "
@@ -623,5 +709,15 @@ def build_prompt(menu: Menu) -> str:
         "arguments.",
         "If the caller keys in digits, you will be told 'The caller typed ...': use them "
         "as the phone number or order number they were asked for.",
+        "Always read order numbers digit by digit (\"4, 7, 8, 2\"), never as one big "
+        "number.",
+        "Items can sell out during the day: if a function says one is sold out, say so "
+        "and offer what there is; menu_summary lists only what is available now.",
     ]
+    if transfer:
+        lines.append(
+            "If the caller asks for a person, or asks something you cannot answer (such as "
+            "allergies or ingredients), say one short sentence that you are putting them "
+            "through, then call transfer_to_staff."
+        )
     return "\n".join(lines)

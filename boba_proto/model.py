@@ -34,13 +34,19 @@ class Drink(msgspec.Struct, frozen=True, kw_only=True):
     price_cents: int
 
 
-class OrderDraft(msgspec.Struct, frozen=True, kw_only=True):
-    """What a call wants committed; the store assigns the number and the time."""
+class OrderDraft(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a call wants committed; the store assigns the number and the time.
+
+    Defaults are left out of its JSON, so recordings made before a field existed still
+    replay byte for byte."""
 
     phone: str  # E.164
     items: tuple[Drink, ...]
     total_cents: int
     call_sid: str = ""
+    name: str | None = None  # the first name for the cup (CONTRACT §12)
+    prep_minutes_per_drink: int = 3  # the menu's wait rule, applied by the store at commit
+    prep_minutes_min: int = 5
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +62,8 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     sms_received: str | None = None
     sms_ready: str | None = None
     call_sid: str = ""
+    name: str | None = None
+    ready_in_minutes: int | None = None  # the wait told at commit (None: older orders)
 
 
 def cents_to_dollars(cents: int) -> float:
@@ -94,6 +102,7 @@ def order_to_json(order: Order, *, with_private: bool) -> dict[str, object]:
     out["total"] = cents_to_dollars(order.total_cents)
     out["created_at"] = order.created_at
     out["ready_at"] = order.ready_at
+    out["name"] = order.name
     if with_private:
         out["sms"] = {"received": order.sms_received, "ready": order.sms_ready}
     return out

@@ -17,6 +17,7 @@ import phonenumbers
 
 from boba_proto.menu import Menu
 from boba_proto.model import Drink, cents_to_dollars, drink_to_json, format_dollars
+from boba_proto.shop import Availability
 
 __all__ = [
     "Cart",
@@ -51,6 +52,7 @@ class Cart(msgspec.Struct, frozen=True, kw_only=True):
     items: tuple[Drink, ...] = ()
     pending: Drink | None = None
     phone: str | None = None  # E.164, only ever set from a validated number
+    name: str | None = None  # the first name for the cup, only ever set once validated
 
     @property
     def total_cents(self) -> int:
@@ -94,15 +96,40 @@ def _quoted(text: str) -> str:
 # --- building a drink --------------------------------------------------------------------
 
 
-def build_drink(menu: Menu, request: DrinkRequest, base: Drink | None) -> Drink | str:
-    """`base` with the fields `request` gives, validated and priced; or a refusal sentence."""
+NO_AVAILABILITY: Final = Availability()
+
+
+def _available(names: tuple[str, ...], sold_out: frozenset[str]) -> tuple[str, ...]:
+    return tuple(n for n in names if n not in sold_out)
+
+
+def _sold_out_sentence(name: str, others: tuple[str, ...], noun: str) -> str:
+    """"Sorry, the taro milk tea is sold out right now. We still have black milk tea." """
+    rest = f" We still have {spoken_list(others)}, if you'd like {noun}." if others else ""
+    return f"Sorry, the {name} is sold out right now.{rest}"
+
+
+def build_drink(
+    menu: Menu,
+    request: DrinkRequest,
+    base: Drink | None,
+    availability: Availability = NO_AVAILABILITY,
+) -> Drink | str:
+    """`base` with the fields `request` gives, validated and priced; or a refusal sentence.
+
+    A flavor, topping or add-on the request names that is sold out (`availability`) is
+    refused, naming it (CONTRACT §12); what `base` already has stays valid.
+    """
     if request.flavor is not None:
         flavor = menu.match_flavor(request.flavor)
         if flavor is None:
             return (
                 f"Sorry, we don't have {_quoted(request.flavor)}. "
-                f"Our flavors are {spoken_list(menu.flavors)}."
+                f"Our flavors are {spoken_list(_available(menu.flavors, availability.flavors))}."
             )
+        if flavor in availability.flavors and (base is None or base.flavor != flavor):
+            others = _available(menu.flavors, availability.flavors)
+            return _sold_out_sentence(flavor, others, "one of those")
     elif base is not None:
         flavor = base.flavor
     else:
@@ -120,6 +147,14 @@ def build_drink(menu: Menu, request: DrinkRequest, base: Drink | None) -> Drink 
     )
     if isinstance(addons, str):
         return addons
+    had = (*base.toppings, *base.addons) if base is not None else ()
+    for names, sold_out, all_names, noun in (
+        (toppings, availability.toppings, menu.toppings, "another topping"),
+        (addons, availability.addons, menu.addons, "another add-on"),
+    ):
+        for name in names:
+            if name in sold_out and name not in had:
+                return _sold_out_sentence(name, _available(all_names, sold_out), noun)
 
     sweetness = base.sweetness if base is not None else menu.default_sweetness
     if request.sweetness is not None:
@@ -204,7 +239,9 @@ def _full(menu: Menu, cart: Cart) -> str | None:
     return None
 
 
-def stage_drink(menu: Menu, cart: Cart, request: DrinkRequest) -> tuple[Cart, Result]:
+def stage_drink(
+    menu: Menu, cart: Cart, request: DrinkRequest, availability: Availability = NO_AVAILABILITY
+) -> tuple[Cart, Result]:
     """add_to_cart: stage one drink for the caller to confirm; it is not in the cart yet."""
     if cart.pending is not None:
         return cart, refuse(
@@ -213,7 +250,7 @@ def stage_drink(menu: Menu, cart: Cart, request: DrinkRequest) -> tuple[Cart, Re
         )
     if (full := _full(menu, cart)) is not None:
         return cart, refuse(full)
-    drink = build_drink(menu, request, None)
+    drink = build_drink(menu, request, None, availability)
     if isinstance(drink, str):
         return cart, refuse(drink)
     return (
@@ -225,10 +262,12 @@ def stage_drink(menu: Menu, cart: Cart, request: DrinkRequest) -> tuple[Cart, Re
 _NOTHING_STAGED: Final = "There's no drink waiting for confirmation. What would you like to order?"
 
 
-def update_pending(menu: Menu, cart: Cart, request: DrinkRequest) -> tuple[Cart, Result]:
+def update_pending(
+    menu: Menu, cart: Cart, request: DrinkRequest, availability: Availability = NO_AVAILABILITY
+) -> tuple[Cart, Result]:
     if cart.pending is None:
         return cart, refuse(_NOTHING_STAGED)
-    drink = build_drink(menu, request, cart.pending)
+    drink = build_drink(menu, request, cart.pending, availability)
     if isinstance(drink, str):
         return cart, refuse(drink)
     return msgspec.structs.replace(cart, pending=drink), {
@@ -284,11 +323,15 @@ def remove_item(cart: Cart, index: int) -> tuple[Cart, Result]:
 
 
 def modify_item(
-    menu: Menu, cart: Cart, index: int, request: DrinkRequest
+    menu: Menu,
+    cart: Cart,
+    index: int,
+    request: DrinkRequest,
+    availability: Availability = NO_AVAILABILITY,
 ) -> tuple[Cart, Result]:
     if (problem := _check_index(cart, index)) is not None:
         return cart, refuse(problem)
-    drink = build_drink(menu, request, cart.items[index])
+    drink = build_drink(menu, request, cart.items[index], availability)
     if isinstance(drink, str):
         return cart, refuse(drink)
     items = (*cart.items[:index], drink, *cart.items[index + 1 :])
@@ -376,16 +419,19 @@ def save_phone(
 # --- the menu ----------------------------------------------------------------------------
 
 
-def menu_summary(menu: Menu) -> Result:
-    parts = [
-        f"We have {spoken_list(menu.flavors)}, {format_dollars(menu.drink_price_cents)} each."
-    ]
-    if menu.toppings:
+def menu_summary(menu: Menu, availability: Availability = NO_AVAILABILITY) -> Result:
+    """The menu as the caller can order it now: sold-out items only under `sold_out`."""
+    flavors = _available(menu.flavors, availability.flavors)
+    toppings = _available(menu.toppings, availability.toppings)
+    addons = _available(menu.addons, availability.addons)
+    sold_out = availability.all_sold_out()
+    parts = [f"We have {spoken_list(flavors)}, {format_dollars(menu.drink_price_cents)} each."]
+    if toppings:
         parts.append(
             f"Toppings are {format_dollars(menu.topping_price_cents)} each: "
-            f"{spoken_list(menu.toppings)}."
+            f"{spoken_list(toppings)}."
         )
-    for addon in menu.addons:
+    for addon in addons:
         needs = menu.addon_requires.get(addon)
         rule = f", only with {needs}" if needs else ""
         parts.append(
@@ -396,12 +442,15 @@ def menu_summary(menu: Menu) -> Result:
         f"({menu.default_sweetness} unless you say otherwise), and ice can be "
         f"{spoken_list(menu.ice_levels, 'or')} ({menu.default_ice} unless you say otherwise)."
     )
+    if sold_out:
+        parts.append(f"Sold out right now: {spoken_list(sold_out)}.")
     return {
         "ok": True,
         "summary": " ".join(parts),
-        "flavors": list(menu.flavors),
-        "toppings": list(menu.toppings),
-        "addons": list(menu.addons),
+        "flavors": list(flavors),
+        "toppings": list(toppings),
+        "addons": list(addons),
+        "sold_out": sold_out,
         "sweetness": list(menu.sweetness_levels),
         "ice": list(menu.ice_levels),
         "prices": {

@@ -88,12 +88,21 @@ _SMS_TEXTS: Final = {
     SmsKind.READY: "Your boba order #{number} is now ready for pickup!",
 }
 
+_RECEIVED_WITH_WAIT: Final = (  # CONTRACT §12: the "received" text once the wait is known
+    "Thanks for your order! Your order number is {number}. "
+    "It should be ready in about {minutes} minutes. "
+    "We'll text you when it's ready for pickup."
+)
+
 SMS_ON_ENTERING: Final = {OrderStatus.RECEIVED: SmsKind.RECEIVED, OrderStatus.READY: SmsKind.READY}
 """The text an order sends when it reaches a status; other statuses send none."""
 
 
-def sms_text(kind: SmsKind, order_number: str) -> str:
-    """The SMS texts of CONTRACT §8, exactly."""
+def sms_text(kind: SmsKind, order_number: str, minutes: int | None = None) -> str:
+    """The SMS texts of CONTRACT §8, exactly; the "received" one tells the wait in
+    `minutes` when the store worked it out (CONTRACT §12)."""
+    if kind is SmsKind.RECEIVED and minutes is not None:
+        return _RECEIVED_WITH_WAIT.format(number=order_number, minutes=minutes)
     return _SMS_TEXTS[kind].format(number=order_number)
 
 

@@ -81,6 +81,7 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True):
     sms_countries: tuple[str, ...] = ()
     digest_audio: bool = True
     welcome_timeout_seconds: float = 0.0  # absent from older files: they did not wait
+    transfer_enabled: bool = False
 
 
 class Header(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +102,7 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
             welcome_timeout_seconds=s.welcome_timeout_seconds,
             phone_silence_seconds=s.phone_silence_seconds,
             sms_countries=s.sms_countries,
+            transfer_enabled=s.transfer_enabled,
         )
 
 
@@ -173,6 +175,7 @@ def encode_header(config: CallConfig, *, started_at: str, digest_audio: bool = T
             sms_countries=config.sms_countries,
             digest_audio=digest_audio,
             welcome_timeout_seconds=config.welcome_timeout_seconds,
+            transfer_enabled=config.transfer_enabled,
         ),
     )
     return _ENCODER.encode(header).decode("utf-8")

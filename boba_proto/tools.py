@@ -23,7 +23,7 @@ import msgspec
 
 from boba_proto import ordering
 from boba_proto.errors import LocalProtocolError
-from boba_proto.menu import ArgKind, FunctionDef, Menu, function_def
+from boba_proto.menu import TRANSFER_FUNCTION, ArgKind, FunctionDef, Menu, function_def
 from boba_proto.model import (
     CommitOrder,
     EffectFailed,
@@ -35,13 +35,15 @@ from boba_proto.model import (
     cents_to_dollars,
     drink_to_json,
 )
-from boba_proto.ordering import Cart, DrinkRequest, Result, refuse
+from boba_proto.ordering import NO_AVAILABILITY, Cart, DrinkRequest, Result, refuse
+from boba_proto.shop import NAME_REFUSAL, Availability, validate_name
 
 __all__ = [
     "ToolEffect",
     "ToolEndCall",
     "ToolReply",
     "ToolState",
+    "ToolTransfer",
     "complete_effect",
     "dispatch",
     "initial_state",
@@ -62,6 +64,8 @@ class ToolState(msgspec.Struct, frozen=True, kw_only=True):
     checkout: CommitOrder | None = None  # the commit in flight, if any
     lookups: tuple[LookupOrders, ...] = ()  # order look-ups in flight
     sms_regions: tuple[str, ...] = ()  # BOBA_SMS_COUNTRIES (empty: any country)
+    availability: Availability = msgspec.field(default_factory=Availability)  # sold out now
+    transfer_enabled: bool = False  # the shop has a transfer number (CONTRACT §12)
 
     @property
     def checkout_pending(self) -> bool:
@@ -69,12 +73,23 @@ class ToolState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def initial_state(
-    caller_from: str | None, *, call_sid: str = "", sms_regions: tuple[str, ...] = ()
+    caller_from: str | None,
+    *,
+    call_sid: str = "",
+    sms_regions: tuple[str, ...] = (),
+    transfer_enabled: bool = False,
+    availability: Availability | None = None,
 ) -> ToolState:
     """A call's starting state; `caller_from` is Twilio's `From` (may be "anonymous");
     `sms_regions` the countries the shop texts (empty: any)."""
     caller = ordering.normalize_phone(caller_from) if caller_from else None
-    return ToolState(caller_phone=caller, call_sid=call_sid, sms_regions=sms_regions)
+    return ToolState(
+        caller_phone=caller,
+        call_sid=call_sid,
+        sms_regions=sms_regions,
+        transfer_enabled=transfer_enabled,
+        availability=availability if availability is not None else Availability(),
+    )
 
 
 class ToolReply(msgspec.Struct, frozen=True):
@@ -95,7 +110,14 @@ class ToolEndCall(msgspec.Struct, frozen=True):
     result: Result
 
 
-ToolOutcome = ToolReply | ToolEffect | ToolEndCall
+class ToolTransfer(msgspec.Struct, frozen=True):
+    """Answer now with `result`, then end the stream once the agent's sentence has played,
+    so that `/voice/after` puts the caller through to staff."""
+
+    result: Result
+
+
+ToolOutcome = ToolReply | ToolEffect | ToolEndCall | ToolTransfer
 
 
 # --- argument decoding -------------------------------------------------------------------
@@ -110,6 +132,7 @@ _ARG_LABELS: Final[Mapping[ArgKind, str]] = MappingProxyType({
     ArgKind.INDEX: "drink's position",
     ArgKind.PHONE: "phone number",
     ArgKind.ORDER_NUMBER: "order number",
+    ArgKind.NAME: "name",
 })
 
 _UNREADABLE: Final = "Sorry, something went wrong on my side. Could you say that again?"
@@ -126,6 +149,7 @@ class _Args(msgspec.Struct, frozen=True, kw_only=True):
     index: int | None = None
     phone: str | None = None
     order_number: str | None = None
+    name: str | None = None
 
     def drink(self) -> DrinkRequest:
         return DrinkRequest(
@@ -204,13 +228,19 @@ _BUSY: Final = "One moment, I'm placing your order right now."
 
 
 def _placed_result(order: Order) -> Result:
-    return {
+    result: Result = {
         "ok": True,
         "order_number": order.order_number,
         "items": [drink_to_json(d) for d in order.items],
         "total": cents_to_dollars(order.total_cents),
         "phone": order.phone,
     }
+    # Orders committed before CONTRACT §12 (recorded sessions) carry neither.
+    if order.ready_in_minutes is not None:
+        result["ready_in_minutes"] = order.ready_in_minutes
+    if order.name is not None:
+        result["name"] = order.name
+    return result
 
 
 def dispatch(
@@ -222,6 +252,8 @@ def dispatch(
     Never raises for anything the agent sends.
     """
     fn = function_def(name) if isinstance(name, str) else None
+    if fn is not None and fn.name == TRANSFER_FUNCTION and not state.transfer_enabled:
+        fn = None  # not offered without a transfer number
     if fn is None:
         return state, ToolReply(refuse("Sorry, I can't do that on this line."))
     args = _decode_arguments(fn, arguments)
@@ -235,10 +267,12 @@ def dispatch(
                 f"Your order number {state.placed_order.order_number} is already placed, so "
                 "I can't change it on this call."
             ))
-        cart, result = _change_order(menu, state.cart, fn.name, args, state.sms_regions)
+        cart, result = _change_order(
+            menu, state.cart, fn.name, args, state.sms_regions, state.availability
+        )
         return msgspec.structs.replace(state, cart=cart), ToolReply(result)
     if fn.name == "menu_summary":
-        return state, ToolReply(ordering.menu_summary(menu))
+        return state, ToolReply(ordering.menu_summary(menu, state.availability))
     if fn.name == "get_cart":
         return state, ToolReply(ordering.cart_summary(state.cart))
     if fn.name == "order_is_placed":
@@ -249,19 +283,26 @@ def dispatch(
         return _checkout(menu, state, args, request_id)
     if fn.name == "order_status":
         return _order_status(state, args, request_id)
-    # end_call
     if state.checkout is not None:
         return state, ToolReply(refuse(_BUSY))
+    if fn.name == TRANSFER_FUNCTION:
+        return state, ToolTransfer({"ok": True, "transferring": True})
+    # end_call
     return state, ToolEndCall({"ok": True, "ending": True})
 
 
 def _change_order(
-    menu: Menu, cart: Cart, name: str, args: _Args, sms_regions: tuple[str, ...] = ()
+    menu: Menu,
+    cart: Cart,
+    name: str,
+    args: _Args,
+    sms_regions: tuple[str, ...] = (),
+    availability: Availability = NO_AVAILABILITY,
 ) -> tuple[Cart, Result]:
     if name == "add_to_cart":
-        return ordering.stage_drink(menu, cart, args.drink())
+        return ordering.stage_drink(menu, cart, args.drink(), availability)
     if name == "update_pending_item":
-        return ordering.update_pending(menu, cart, args.drink())
+        return ordering.update_pending(menu, cart, args.drink(), availability)
     if name == "confirm_pending_to_cart":
         return ordering.confirm_pending(menu, cart)
     if name == "clear_pending_item":
@@ -271,12 +312,21 @@ def _change_order(
         return ordering.remove_item(cart, args.index)
     if name == "modify_cart_item":
         assert args.index is not None
-        return ordering.modify_item(menu, cart, args.index, args.drink())
+        return ordering.modify_item(menu, cart, args.index, args.drink(), availability)
     if name == "set_sweetness_ice":
         return ordering.set_sweetness_ice(menu, cart, args.index, args.sweetness, args.ice)
     if name == "save_phone_number":
         assert args.phone is not None
-        return ordering.save_phone(cart, args.phone, sms_regions)
+        cup_name = None
+        if args.name is not None:
+            cup_name = validate_name(args.name)
+            if cup_name is None:
+                return cart, refuse(NAME_REFUSAL)
+        cart, result = ordering.save_phone(cart, args.phone, sms_regions)
+        if result["ok"] and cup_name is not None:
+            cart = msgspec.structs.replace(cart, name=cup_name)
+            result = {**result, "name": cup_name}
+        return cart, result
     raise LocalProtocolError(f"{name} is not a function that changes the order")
 
 
@@ -296,6 +346,11 @@ def _checkout(
         return state, ToolReply(refuse(
             "There's nothing in the order yet. What would you like to drink?"
         ))
+    cup_name = cart.name
+    if args.name is not None:
+        cup_name = validate_name(args.name)
+        if cup_name is None:
+            return state, ToolReply(refuse(NAME_REFUSAL))
     phone = cart.phone
     if args.phone is not None:
         phone = ordering.normalize_phone(args.phone)
@@ -309,7 +364,13 @@ def _checkout(
             "What phone number should we text when your order is ready?"
         ))
     draft = OrderDraft(
-        phone=phone, items=cart.items, total_cents=cart.total_cents, call_sid=state.call_sid
+        phone=phone,
+        items=cart.items,
+        total_cents=cart.total_cents,
+        call_sid=state.call_sid,
+        name=cup_name,
+        prep_minutes_per_drink=menu.prep.per_drink,
+        prep_minutes_min=menu.prep.minimum,
     )
     effect = CommitOrder(request_id=request_id, draft=draft)
     # The cart itself changes only when the commit succeeds (complete_effect), so a failed
@@ -381,7 +442,7 @@ def complete_effect(
             raise LocalProtocolError(f"no checkout in flight with id {result.request_id!r}")
         if isinstance(result, OrderCommitted):
             draft = effect.draft
-            cart = Cart(items=draft.items, pending=None, phone=draft.phone)
+            cart = Cart(items=draft.items, pending=None, phone=draft.phone, name=draft.name)
             new = msgspec.structs.replace(
                 state, cart=cart, placed_order=result.order, checkout=None
             )

@@ -27,6 +27,7 @@ from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
 from boba_runtime.store.feed import DEFAULT_PING_INTERVAL, DEFAULT_POLL_INTERVAL, EventFeed
 from boba_runtime.store.order_store import OrderStore, StoreError, utc_now
+from boba_runtime.store.shop import ShopState, ShopStore, shop_zone, zone_exists
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,7 @@ class Services:
     credential_limiter: CredentialLimiter = field(default_factory=CredentialLimiter)
     """Wrong staff passwords of this process, by every means (CONTRACT §3)."""
     call_records: CallRecordWriter | None = None  # None: calls are not kept
+    shop: ShopState  # sold-out items and the pause switch (CONTRACT §12)
 
     def __repr__(self) -> str:
         return f"Services(settings={self.settings!r}, started_at={self.started_at!r}, ***)"
@@ -61,14 +63,14 @@ def load_menu(settings: Settings) -> Menu:
             resource = importlib.resources.files("boba_proto").joinpath("menu.toml")
             source = "built-in menu.toml"
             text = resource.read_text(encoding="utf-8")
-        return parse_menu(text, source=source)
+        return parse_menu(text, source=source, zone_exists=zone_exists)
     except (OSError, UnicodeDecodeError, MenuError) as error:
         raise SettingsError("BOBA_MENU", str(error).replace("\n", " ")) from None
 
 
 def new_metrics(menu: Menu) -> Metrics:
     """This process's `Metrics`, its function label bounded to the menu's functions."""
-    return Metrics(function_names=[spec.name for spec in function_specs(menu)])
+    return Metrics(function_names=[spec.name for spec in function_specs(menu, transfer=True)])
 
 
 async def start_call_records(nursery: trio.Nursery, store: OrderStore) -> CallRecordWriter:
@@ -113,6 +115,8 @@ async def open_services(
             feed = EventFeed(store, **feed_options)
             await nursery.start(feed.run)
             call_records = await start_call_records(nursery, store)
+            shop = ShopState(ShopStore(store), menu, shop_zone(menu))
+            await nursery.start(shop.run, feed)
             yield Services(
                 settings=settings,
                 menu=menu,
@@ -126,6 +130,7 @@ async def open_services(
                 metrics=new_metrics(menu),
                 calls=CallRegistry(max_calls=settings.max_calls, secret_key=secrets.secret_key),
                 call_records=call_records,
+                shop=shop,
             )
             nursery.cancel_scope.cancel()
     finally:

@@ -52,6 +52,7 @@ from boba_web.local_agent_route import register_local_agent_route
 from boba_web.pages import register_pages
 from boba_web.phone_routes import register_phone_routes
 from boba_web.reports import register_report_routes
+from boba_web.shop_routes import register_shop_routes
 from boba_web.sse import register_sse
 from boba_web.twilio_routes import register_twilio_routes
 
@@ -81,6 +82,7 @@ def build_call_deps(services: Services) -> CallDeps:
         # One batcher per process: every call's caller audio resampled in one step per pass.
         caller_audio=CallerAudioBatcher(),
         preopened=PreopenedAgents(),  # DESIGN §5: opened at /voice, used within 5 s
+        shop=services.shop,
     )
 
 
@@ -154,6 +156,7 @@ def create_app(services: Services) -> QuartTrio:
     register_phone_routes(app, services, calls)
     register_calls_routes(app, services)
     register_report_routes(app, services)
+    register_shop_routes(app, services)
     # Other features register here, one line each: register_x(app, services).
     return app
 

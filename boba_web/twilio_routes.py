@@ -37,6 +37,7 @@ from twilio.request_validator import (  # type: ignore[import-untyped]
 from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
 
 from boba_proto import twilio as tw
+from boba_proto.shop import ShopStatus
 from boba_runtime.call.records import Outcome
 from boba_runtime.call.registry import CallOutcome, CallRegistry, CallsFull
 from boba_runtime.call.runner import Authorize, CallWiring
@@ -46,6 +47,7 @@ from boba_runtime.config.settings import Settings
 from boba_runtime.services import Services
 from boba_runtime.store.order_store import StoreError
 from boba_web.errors import json_error
+from boba_web.shop_routes import closed_twiml
 from boba_web.twilio_stream import install_twilio_stream, twilio_stream_handler
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,13 @@ def busy_twiml() -> str:
     return render_twiml(response)
 
 
-def after_twiml(outcome: CallOutcome | None) -> str:
+def after_twiml(outcome: CallOutcome | None, transfer_number: str | None = None) -> str:
+    """`<Hangup/>`; the apology first when the agent failed; `<Dial>` the shop instead
+    after `transfer_to_staff`, or after a failure when a transfer number is set (§12)."""
     response = VoiceResponse()
+    if transfer_number is not None and outcome in (CallOutcome.TRANSFER, CallOutcome.FAILED):
+        response.dial(transfer_number)
+        return render_twiml(response)
     if outcome is CallOutcome.FAILED:
         response.say(APOLOGY)
     response.hangup()
@@ -210,6 +217,18 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         if not call_sid_ok(call_sid):
             log.warning("POST /voice refused: CallSid %s is not Twilio's shape", shown(call_sid))
             return json_error(400, "The CallSid is not CA followed by 32 hex digits.")
+        shop = services.shop
+        now = services.clock()
+        status = shop.status(now)
+        if status is not ShopStatus.OPEN:  # closed or paused: no agent (CONTRACT §12)
+            log.info("call %s: the shop is %s; answered without an agent",
+                     call_sid, status.value)
+            if services.call_records is not None:  # CONTRACT §13: `closed` (paused too)
+                services.call_records.record_unanswered(
+                    call_sid, caller=caller, outcome=Outcome.CLOSED
+                )
+            twiml = closed_twiml(shop.menu, shop.zone, status, now)
+            return Response(twiml, 200, content_type=TWIML)
         try:
             registry.reserve(call_sid)
         except CallsFull:
@@ -233,7 +252,8 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         call_sid = form.get("CallSid", "")
         registry.release(call_sid)  # the stream is over either way
         outcome = registry.outcome(call_sid)
-        return Response(after_twiml(outcome), 200, content_type=TWIML)
+        twiml = after_twiml(outcome, settings.transfer_number)
+        return Response(twiml, 200, content_type=TWIML)
 
     # WS /twilio skips Quart (one hop from the socket to the call): see boba_web.twilio_stream.
     install_twilio_stream(app, twilio_stream_handler(settings, calls, authorize, signature_ok))

@@ -33,6 +33,7 @@ from boba_proto.model import (
     OrdersFound,
     OrderStatus,
 )
+from boba_proto.shop import Availability
 
 
 class FuzzFinding(AssertionError):
@@ -141,7 +142,15 @@ def dispatcher(menu: Menu) -> Callable[[bytes], None]:
     def run(data: bytes) -> None:
         provider = atheris.FuzzedDataProvider(data)
         caller = provider.PickValueInList(["+14155552671", "anonymous", None, "12"])
-        state = tools.initial_state(caller, call_sid="CA" + "0" * 32)
+        # CONTRACT §12: some calls may transfer, and anything may be sold out.
+        sold_out = Availability(
+            flavors=frozenset(f for f in menu.flavors if provider.ConsumeBool()),
+            toppings=frozenset(t for t in menu.toppings if provider.ConsumeBool()),
+            addons=frozenset(a for a in menu.addons if provider.ConsumeBool()),
+        )
+        state = tools.initial_state(caller, call_sid="CA" + "0" * 32,
+                                    transfer_enabled=provider.ConsumeBool(),
+                                    availability=sold_out)
         for n in range(provider.ConsumeIntInRange(1, 12)):
             if provider.ConsumeIntInRange(0, 15) == 0:
                 name = provider.ConsumeUnicodeNoSurrogates(12)

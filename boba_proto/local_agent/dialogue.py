@@ -669,9 +669,12 @@ class LocalDialogue:
             return
         self.phase = DialoguePhase.PLACED
         number = str(result.get("order_number"))
-        yield Say(f"Your order is placed! Your order number is {spoken_digits(number)}. "
+        minutes = result.get("ready_in_minutes")
+        wait = f" It should be ready in about {minutes} minutes." if minutes is not None else ""
+        # CONTRACT §12: the number digit by digit ("4, 7, 8, 2"), the total and the wait.
+        yield Say(f"Your order is placed! Your order number is {', '.join(number)}. "
                   f"That's {_drink_count(len(self.items))} for "
-                  f"{_dollars(result.get('total'))}, and we'll text you when it's ready. "
+                  f"{_dollars(result.get('total'))}.{wait} We'll text you when it's ready. "
                   "Anything else I can help with?")
 
     def _end_call(self) -> Turn:
@@ -696,7 +699,12 @@ class LocalDialogue:
         missing = [d.unknown_flavor for d in u.drinks if d.unknown_flavor] + [
             t for d in u.drinks for t in d.unknown_toppings
         ] + u.unknown
-        if missing:
+        sold_out = [n for n in named if n in result.get("sold_out", [])]
+        if sold_out and not missing:
+            flavors = spoken_list([str(f) for f in result.get("flavors", [])])
+            yield Say(f"Sorry, the {sold_out[0]} is sold out right now. We have {flavors}. "
+                      f"{self._prompt()}")
+        elif missing:
             flavors = spoken_list([str(f) for f in result.get("flavors", [])])
             toppings = spoken_list([str(t) for t in result.get("toppings", [])])
             yield Say(f"Sorry, we don't have {missing[0]}. We have {flavors}, and for "

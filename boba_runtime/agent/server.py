@@ -34,7 +34,7 @@ import trio
 from boba_proto import agent, audio
 from boba_proto.errors import LocalProtocolError, RemoteProtocolError
 from boba_proto.local_agent.dialogue import LocalDialogue, Say, Step
-from boba_proto.menu import FUNCTIONS, Menu
+from boba_proto.menu import FUNCTIONS, TRANSFER_FUNCTION, Menu
 from boba_runtime.call.agent_link import AgentClosed
 
 __all__ = [
@@ -54,7 +54,8 @@ CUE_CHUNK_SECONDS: Final = 0.1
 MAX_QUEUED_TURNS: Final = 8
 """Caller messages held while a function result is awaited; more than this is a flood."""
 SUPPORTED_ENCODINGS: Final = frozenset({"linear16", "mulaw"})
-NEEDED_FUNCTIONS: Final = frozenset(fn.name for fn in FUNCTIONS)
+# transfer_to_staff is offered only with a transfer number (CONTRACT §12).
+NEEDED_FUNCTIONS: Final = frozenset(fn.name for fn in FUNCTIONS) - {TRANSFER_FUNCTION}
 """The dialogue may call any CONTRACT §5 function, so Settings must declare them all."""
 
 Outgoing = str | bytes

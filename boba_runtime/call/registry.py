@@ -33,6 +33,7 @@ class CallOutcome(enum.Enum):
 
     NORMAL = "normal"  # stop, hang-up, end_call, time limit, too many malformed frames
     FAILED = "failed"  # the agent failed or could not be reached (or our own bug): apologise
+    TRANSFER = "transfer"  # transfer_to_staff: `/voice/after` dials BOBA_TRANSFER_NUMBER
 
 
 class CallsFull(Exception):

@@ -40,6 +40,7 @@ from boba_proto.call import (
     AgentLatency,
     AgentLost,
     AgentWarningReported,
+    AvailabilityChanged,
     CallConfig,
     CallerHungUp,
     CallEvent,
@@ -75,6 +76,7 @@ from boba_runtime.config.logsafe import shown
 from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
 from boba_runtime.store.order_store import StoreError
+from boba_runtime.store.shop import ShopState
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,7 @@ class CallDeps:
     """A phone socket that has not sent `start` within this long is closed (CONTRACT §3)."""
     caller_audio: CallerAudioBatcher | None = None  # None: each call resamples on its own
     preopened: PreopenedAgents | None = None  # agent links opened while /voice answered
+    shop: ShopState | None = None  # what is sold out now (CONTRACT §12)
 
 
 AgentChooser = Callable[[Mapping[str, Any]], AgentConnector]
@@ -425,6 +428,8 @@ class _Call:
         self.ended = True
         self.report.end_reason = reason
         outcome = CallOutcome.FAILED if reason.apologise else CallOutcome.NORMAL
+        if reason is EndReason.TRANSFER:
+            outcome = CallOutcome.TRANSFER
         self.deps.registry.record_end(self.report.call_sid, outcome)
         log.info("call %s ended: %s", self.log_sid, reason.value)
         self._stop()
@@ -642,7 +647,19 @@ class _Call:
                 "call %s: skipped an agent message: %s", self.log_sid, shown(exc.message)
             )
             return
+        if isinstance(message, agent.FunctionCallRequest):
+            self._sync_availability()
         self.feed(message)
+
+    def _sync_availability(self) -> None:
+        """Tell the session what is sold out now, when that changed since it last heard
+        (CONTRACT §12: a call in progress sees it at its next function call)."""
+        shop = self.deps.shop
+        if shop is None:
+            return
+        current = shop.availability
+        if current != self.session.tool_state.availability:
+            self.feed(AvailabilityChanged(availability=current))
 
     async def agent_writer(self, link: AgentConnection) -> None:
         try:
@@ -752,6 +769,7 @@ SETTING_OF_FIELD: Final = {
 def call_config_from_settings(settings: Settings, menu: Menu) -> CallConfig:
     """The per-process `CallConfig` template: agent `Settings` from CONTRACT §2 and the menu."""
     profile = agent.AudioProfile(settings.audio)
+    transfer = getattr(settings, "transfer_number", None) is not None
     try:
         agent_settings = agent.build_settings(
             profile=profile,
@@ -759,8 +777,8 @@ def call_config_from_settings(settings: Settings, menu: Menu) -> CallConfig:
             think_provider=settings.think_provider,
             think_model=settings.think_model,
             speak_model=settings.speak_model,
-            prompt=build_prompt(menu),
-            functions=function_specs(menu),
+            prompt=build_prompt(menu, transfer=transfer),
+            functions=function_specs(menu, transfer=transfer),
             greeting=settings.greeting,
         )
     except InvalidAgentSetting as exc:
@@ -773,4 +791,5 @@ def call_config_from_settings(settings: Settings, menu: Menu) -> CallConfig:
         max_call_seconds=float(settings.max_call_seconds),
         welcome_timeout_seconds=WELCOME_TIMEOUT_SECONDS,  # the core waits for Welcome
         sms_countries=settings.sms_countries,
+        transfer_enabled=transfer,
     )

@@ -52,8 +52,8 @@ def report(phone: str, person: ErasedPerson, recordings: tuple[str, ...], out: T
         return
     print(f"erased {phone}:", file=out)
     numbers = ", ".join(person.order_numbers)
-    print(f"  orders: {erased.orders} (phone number removed{': ' + numbers if numbers else ''})",
-          file=out)
+    listed = ": " + numbers if numbers else ""
+    print(f"  orders: {erased.orders} (phone number and name removed{listed})", file=out)
     print(f"  SMS outbox: {erased.sms} (phone number removed)", file=out)
     sids = ", ".join(person.call_sids)
     print(f"  call records: {erased.calls} (caller and transcript removed, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -78,6 +79,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trusted_proxies: str = ""  # BOBA_TRUSTED_PROXIES as given (checked); see `proxy_networks`
     sms_countries: tuple[str, ...] = ("US",)
     max_sse_clients: int = 500
+    transfer_number: str | None = None  # E.164: enables transfer_to_staff (CONTRACT §12)
     public_url_is_default: bool = True  # False when BOBA_PUBLIC_URL was given
 
     def __repr__(self) -> str:
@@ -178,6 +180,7 @@ VARIABLES: dict[str, str] = {
     "BOBA_WORKERS": "workers",
     "BOBA_LOG_FORMAT": "log_format",
     "BOBA_LOG_LEVEL": "log_level",
+    "BOBA_TRANSFER_NUMBER": "transfer_number",
 }
 
 TRUE_WORDS = frozenset({"true", "1", "yes"})
@@ -489,6 +492,7 @@ def _derive(raw: Mapping[str, str]) -> Settings:
             raw, "BOBA_MAX_SSE_CLIENTS", lambda t: _integer("BOBA_MAX_SSE_CLIENTS", t, low=1),
             base.max_sse_clients,
         ),
+        transfer_number=_take(raw, "BOBA_TRANSFER_NUMBER", _transfer_number, None),
         public_url_is_default=explicit_public is None,
     )
 
@@ -519,3 +523,22 @@ def _sms_countries(text: str) -> tuple[str, ...]:
             "BOBA_SMS_COUNTRIES", f"not ISO region codes phone numbers use: {', '.join(unknown)}"
         )
     return codes
+
+
+def _transfer_number(text: str) -> str:
+    """BOBA_TRANSFER_NUMBER must be E.164 (+ and 8 to 15 digits): Twilio dials it as is."""
+    import phonenumbers
+
+    number = text.strip()
+    valid = False
+    if re.fullmatch(r"\+[1-9]\d{7,14}", number):
+        try:
+            valid = phonenumbers.is_valid_number(phonenumbers.parse(number, None))
+        except phonenumbers.NumberParseException:
+            valid = False
+    if not valid:
+        raise SettingsError(
+            "BOBA_TRANSFER_NUMBER",
+            f"{text!r} is not a phone number in E.164 form, like +14155550123",
+        )
+    return number

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 import trio
@@ -170,6 +170,7 @@ class EventFeed:
         self._last_id: int | None = None
         self._wake = trio.Event()
         self.dropped_total = 0
+        self._watchers: list[Callable[[FeedEvent], None]] = []
 
     @property
     def last_id(self) -> int:
@@ -180,6 +181,11 @@ class EventFeed:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    def watch(self, callback: Callable[[FeedEvent], None]) -> None:
+        """Call `callback` (sync, quick, never raising) with every new event: in-process
+        state kept fresh by events (the shop's sold-out items) without counting as a client."""
+        self._watchers.append(callback)
 
     def notify(self) -> None:
         """Look at the table now, for a source without a change signal (the store has one:
@@ -224,6 +230,8 @@ class EventFeed:
         self._subscribers.discard(subscription)
 
     def _publish(self, event: FeedEvent) -> None:
+        for callback in self._watchers:
+            callback(event)
         for subscription in list(self._subscribers):
             try:
                 subscription._send.send_nowait(event)

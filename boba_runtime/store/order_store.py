@@ -30,6 +30,7 @@ import trio
 
 from boba_proto import orders as rules
 from boba_proto.model import Drink, Order, OrderDraft, OrderStatus
+from boba_proto.shop import PrepTimes, wait_minutes
 from boba_runtime.store.records_schema import PG_CALL_RECORDS, SQLITE_CALL_RECORDS
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX once_marks_expiry ON once_marks (expires_at)",
     ),
     SQLITE_CALL_RECORDS,  # 3: call records and transcripts (CONTRACT §13)
+    (  # 4: CONTRACT §12: the name on the cup, the wait told, sold-out items, the pause switch
+        "ALTER TABLE orders ADD COLUMN name TEXT",
+        "ALTER TABLE orders ADD COLUMN ready_in_minutes INTEGER",
+        """CREATE TABLE menu_availability (
+            kind TEXT NOT NULL CHECK (kind IN ('flavors', 'toppings', 'addons')),
+            name TEXT NOT NULL,
+            available INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (kind, name)
+        )""",
+        """CREATE TABLE shop_settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ),
 )
 
 # PostgreSQL: the same tables. Times are text in the "C" collation so that text order is
@@ -255,13 +272,30 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX once_marks_expiry ON once_marks (expires_at)",
     ),
-    PG_CALL_RECORDS,
+    PG_CALL_RECORDS,  # 3: as for SQLite
+    (  # 4: CONTRACT §12, as for SQLite
+        "ALTER TABLE orders ADD COLUMN name TEXT",
+        "ALTER TABLE orders ADD COLUMN ready_in_minutes INTEGER",
+        """CREATE TABLE menu_availability (
+            kind TEXT NOT NULL CHECK (kind IN ('flavors', 'toppings', 'addons')),
+            name TEXT NOT NULL,
+            available INTEGER NOT NULL,
+            updated_at TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (kind, name)
+        )""",
+        """CREATE TABLE shop_settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT COLLATE "C" NOT NULL
+        )""",
+    ),
 )
 
 ORDER_COLUMNS = """o.id, o.order_number, o.status, o.phone, o.items, o.total_cents,
     o.call_sid, o.created_at, o.ready_at,
     (SELECT state FROM sms_outbox WHERE order_id = o.id AND kind = 'received'),
-    (SELECT state FROM sms_outbox WHERE order_id = o.id AND kind = 'ready')"""
+    (SELECT state FROM sms_outbox WHERE order_id = o.id AND kind = 'ready'),
+    o.name, o.ready_in_minutes"""
 
 
 def _public_sms_state(state: str | None) -> str | None:
@@ -283,6 +317,8 @@ def _row_to_order(row: Sequence[Any]) -> Order:
         ready_at=row[8],
         sms_received=_public_sms_state(row[9]),
         sms_ready=_public_sms_state(row[10]),
+        name=row[11],
+        ready_in_minutes=row[12],
     )
 
 
@@ -561,12 +597,18 @@ class _Db:
 
     @staticmethod
     def _queue_sms(
-        conn: _Conn, order_id: int, kind: rules.SmsKind, to: str, number: str, now: str
+        conn: _Conn,
+        order_id: int,
+        kind: rules.SmsKind,
+        to: str,
+        number: str,
+        now: str,
+        minutes: int | None = None,
     ) -> None:
         conn.execute(
             "INSERT INTO sms_outbox (order_id, kind, to_phone, body, next_attempt_at, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (order_id, kind.value, to, rules.sms_text(kind, number), now, now),
+            (order_id, kind.value, to, rules.sms_text(kind, number, minutes), now, now),
         )
 
     @staticmethod
@@ -583,14 +625,22 @@ class _Db:
 
         def work(conn: _Conn) -> Order:
             number = self._pick_number(conn)
+            # CONTRACT §12: the wait counts the drinks of the received orders ahead, read
+            # inside the write lock like the number.
+            ahead = sum(drinks for _, drinks in received_drinks(conn))
+            prep = PrepTimes(
+                per_drink=draft.prep_minutes_per_drink, minimum=draft.prep_minutes_min
+            )
+            minutes = wait_minutes(prep, ahead)
             order_id = conn.insert_id(
                 "INSERT INTO orders (order_number, status, phone, items, total_cents, "
-                "call_sid, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "call_sid, created_at, name, ready_in_minutes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (number, OrderStatus.RECEIVED.value, draft.phone, items, draft.total_cents,
-                 draft.call_sid, created),
+                 draft.call_sid, created, draft.name, minutes),
             )
             sms = rules.SMS_ON_ENTERING[OrderStatus.RECEIVED]
-            self._queue_sms(conn, order_id, sms, draft.phone, number, precise)
+            self._queue_sms(conn, order_id, sms, draft.phone, number, precise, minutes)
             self._add_event(conn, precise, rules.order_created(number))
             return self._order_by_id(conn, order_id)
 
@@ -837,6 +887,15 @@ class _Db:
 
     def ping(self) -> None:
         self.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+
+
+def received_drinks(conn: _Conn) -> list[tuple[str, int]]:
+    """`(order_number, drinks)` of every `received` order, oldest first (the queue)."""
+    rows = conn.execute(
+        "SELECT order_number, items FROM orders WHERE status = ? ORDER BY id",
+        (OrderStatus.RECEIVED.value,),
+    )
+    return [(str(r[0]), len(_DRINKS_DECODER.decode(r[1]))) for r in rows]
 
 
 LIST_FILTERS: dict[str, tuple[str, ...] | None] = {
@@ -1088,6 +1147,11 @@ class OrderStore:
     async def sms_row(self, message_id: int) -> dict[str, object] | None:
         """The raw outbox row, for tests and diagnostics."""
         return await self._run(self._db.sms_row, message_id)
+
+    async def run_in_db(self, work: Callable[[_Db], T]) -> T:
+        """Run `work(db)` in the store's worker thread: for store extensions that keep
+        their own tables (`boba_runtime.store.shop`), with the same errors as every method."""
+        return await self._run(work, self._db)
 
 
 async def run_ready_expiry(

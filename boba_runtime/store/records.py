@@ -469,7 +469,8 @@ def _erase_calls(conn: StoreConnection, sids: Sequence[str], stamp: str) -> tupl
 
 async def erase_older_than(store: OrderStore, cutoff: datetime) -> Erased:
     """Personal data of orders and ended calls started before `cutoff` (CONTRACT §13):
-    phone numbers blanked, transcripts deleted; the rows and their counts stay."""
+    phone numbers blanked, names on orders cleared, transcripts deleted; the rows and
+    their counts stay."""
     order_cut, call_cut = format_time(cutoff), format_precise_time(cutoff)
     stamp = format_precise_time(store.clock())
 
@@ -479,8 +480,10 @@ async def erase_older_than(store: OrderStore, cutoff: datetime) -> Erased:
             "(SELECT id FROM orders WHERE created_at < ?)",
             (order_cut,),
         ).rowcount
-        orders = conn.execute(
-            "UPDATE orders SET phone = '' WHERE phone <> '' AND created_at < ?", (order_cut,)
+        orders = conn.execute(  # the name on the cup is personal data too (§12, §13)
+            "UPDATE orders SET phone = '', name = NULL "
+            "WHERE (phone <> '' OR name IS NOT NULL) AND created_at < ?",
+            (order_cut,),
         ).rowcount
         sids = [
             str(row[0])
@@ -555,8 +558,9 @@ class ErasedPerson:
 
 
 async def erase_phone(store: OrderStore, phone: str) -> ErasedPerson:
-    """Everything the store keeps about one number: orders' and SMS numbers, and the call
-    records (caller, transcript) of calls from it, about its orders, or mentioning it."""
+    """Everything the store keeps about one number: its orders' numbers and names, SMS
+    numbers, and the call records (caller, transcript) of calls from it, about its orders,
+    or mentioning it."""
     stamp = format_precise_time(store.clock())
     variants = phone_variants(phone)
 
@@ -589,7 +593,9 @@ async def erase_phone(store: OrderStore, phone: str) -> ErasedPerson:
         sms = conn.execute(
             "UPDATE sms_outbox SET to_phone = '' WHERE to_phone = ?", (phone,)
         ).rowcount
-        orders = conn.execute("UPDATE orders SET phone = '' WHERE phone = ?", (phone,)).rowcount
+        orders = conn.execute(  # with the name on the cup (§12, §13)
+            "UPDATE orders SET phone = '', name = NULL WHERE phone = ?", (phone,)
+        ).rowcount
         ordered = tuple(sorted(sids))
         calls, lines = _erase_calls(conn, ordered, stamp)
         return ErasedPerson(

@@ -97,6 +97,7 @@
 
     const head = el("header", "order-head");
     head.append(el("span", "order-number", "#" + number));
+    if (order.name) head.append(el("span", "cup-name", order.name));
     head.append(el("span", "badge " + order.status, order.status === "ready" ? "\u2714 READY" : "\u25D4 PREPARING"));
     if (highlighted.has(number)) head.append(el("span", "badge new-tag", "NEW"));
     head.append(el("span", "age", age(order.created_at)));
@@ -230,8 +231,12 @@
   });
 
   Boba.follow("/orders/events", {
-    onResync: reload,
+    async onResync() {
+      document.dispatchEvent(new CustomEvent("boba:resync"));
+      await reload();
+    },
     async onEvent(message) {
+      document.dispatchEvent(new CustomEvent("boba:event", { detail: message })); // shop_controls.js
       const number = message.order_number && String(message.order_number);
       if (!number) return;
       if (message.type === "order_created" && !orders.has(number)) {

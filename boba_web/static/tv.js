@@ -2,7 +2,9 @@
 /*
  * The TV board: public data only (GET /api/orders has no phone numbers, and the events
  * carry just number + status). Orders move between "Preparing" and "Ready"; picked-up
- * and cancelled ones leave the board.
+ * and cancelled ones leave the board. Each tile shows the number and the first name on
+ * the cup; a preparing one also its wait (GET /api/shop `waits`, CONTRACT §12), fetched
+ * again on every event since orders done or added change it. Nothing about sold-out items.
  */
 (function () {
   const ON_BOARD = { received: "preparing", ready: "ready" };
@@ -11,6 +13,33 @@
   const ready = document.getElementById("ready");
   const connection = document.getElementById("connection");
   let sequence = 0;
+  const names = new Map(); // order_number -> first name on the cup
+  let waits = {};
+
+  function firstName(name) {
+    return name ? String(name).trim().split(/\s+/)[0] : "";
+  }
+
+  let waitsLoading = null;
+  let waitsAgain = false;
+  function reloadWaits() {
+    // Never awaited by the event loop: a slow fetch must not hold up the next event.
+    // Calls while one is running coalesce into one more fetch after it.
+    if (waitsLoading) { waitsAgain = true; return waitsLoading; }
+    waitsLoading = (async () => {
+      do {
+        waitsAgain = false;
+        try {
+          waits = (await Boba.getJSON("/api/shop")).waits || {};
+        } catch (err) {
+          console.warn("waits:", err.message);
+        }
+        render();
+      } while (waitsAgain);
+      waitsLoading = null;
+    })();
+    return waitsLoading;
+  }
 
   function place(number, status, fresh = true) {
     if (!(status in ON_BOARD)) {
@@ -33,8 +62,19 @@
     num.textContent = number;
     const label = document.createElement("span");
     label.className = "label";
-    label.textContent = entry.status === "ready" ? "\u2714 Ready" : "\u25D4 Preparing";
-    item.append(num, label);
+    const wait = entry.status === "received" ? waits[number] : undefined;
+    // a preparing tile says its wait instead of "Preparing" (its column already says so)
+    label.textContent = entry.status === "ready" ? "\u2714 Ready"
+      : wait !== undefined ? "\u25D4 ~" + wait + " min" : "\u25D4 Preparing";
+    if (wait !== undefined) label.dataset.wait = String(wait);
+    // one line under the number: first name, status, wait (tiles keep their height)
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    const name = names.get(number);
+    if (name) meta.append(Object.assign(document.createElement("span"),
+      { className: "name", textContent: name }));
+    meta.append(label);
+    item.append(num, meta);
     return item;
   }
 
@@ -63,18 +103,36 @@
     // newest first from the API: place oldest first so they keep their order on screen
     for (const order of orders.slice().reverse()) {
       seen.add(order.order_number);
+      if (order.name) names.set(order.order_number, firstName(order.name));
+      else names.delete(order.order_number);
       place(order.order_number, order.status, !firstLoad);
     }
     for (const number of [...board.keys()]) if (!seen.has(number)) board.delete(number);
+    for (const number of [...names.keys()]) if (!seen.has(number)) names.delete(number);
     render();
+    reloadWaits();
+  }
+
+  async function learnName(number) {
+    // An event carries no name: a new order's comes from the public list.
+    try {
+      const orders = await Boba.getJSON("/api/orders?status=active&limit=500");
+      const order = orders.find((o) => o.order_number === number);
+      if (order && order.name) names.set(number, firstName(order.name));
+    } catch (err) {
+      console.warn("names:", err.message);
+    }
   }
 
   Boba.follow("/orders/events", {
     onResync: reload,
-    onEvent(message) {
+    async onEvent(message) {
       if (!message.order_number || !message.status) return;
-      place(String(message.order_number), message.status);
+      const number = String(message.order_number);
+      place(number, message.status);
       render();
+      if (message.type === "order_created") learnName(number).then(render);
+      reloadWaits();
     },
     onStatus(state) {
       connection.textContent = state === "live" ? "live" : "reconnecting\u2026";

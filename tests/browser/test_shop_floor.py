@@ -107,6 +107,7 @@ async def test_tv_shows_a_new_order_within_a_second_and_ready_after_done(
             "/orders",
             "/orders/events",
             "/api/orders",
+            "/api/shop",  # CONTRACT §12: the waits (public, no phone numbers)
             "/assets/shop.css",
             "/assets/events.js",
             "/assets/tv.js",

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from boba_proto import agent, call, menu, model, recording, twilio
+from boba_proto import agent, call, menu, model, recording, shop, twilio
 
 HERE = Path(__file__).parent
 STARTED_AT = "2026-11-25T10:00:00Z"
@@ -40,7 +40,7 @@ Script = Generator[float, None, None]
 
 
 def build_config(
-    profile: agent.AudioProfile, *, max_call_seconds: float = 600.0
+    profile: agent.AudioProfile, *, max_call_seconds: float = 600.0, transfer: bool = False
 ) -> call.CallConfig:
     """The config `boba serve` builds with default settings and the built-in menu."""
     the_menu = menu.parse_menu(
@@ -52,12 +52,13 @@ def build_config(
         think_provider="google",
         think_model="gemini-3.5-flash",
         speak_model="aura-2-odysseus-en",
-        prompt=menu.build_prompt(the_menu),
-        functions=menu.function_specs(the_menu),
+        prompt=menu.build_prompt(the_menu, transfer=transfer),
+        functions=menu.function_specs(the_menu, transfer=transfer),
         greeting="Hey! I am your Deepgram BobaRista. What would you like to order?",
     )
     return call.CallConfig(
-        profile=profile, agent_settings=settings, menu=the_menu, max_call_seconds=max_call_seconds
+        profile=profile, agent_settings=settings, menu=the_menu, max_call_seconds=max_call_seconds,
+        transfer_enabled=transfer,
     )
 
 
@@ -72,8 +73,9 @@ class Sim:
         max_call_seconds: float = 600.0,
         real_start: twilio.Start | None = None,
         quiet_payload: bytes = bytes([0xFF]) * 160,
+        transfer: bool = False,
     ) -> None:
-        self.config = build_config(profile, max_call_seconds=max_call_seconds)
+        self.config = build_config(profile, max_call_seconds=max_call_seconds, transfer=transfer)
         self.profile = profile
         self.session = call.CallSession(self.config)
         self.recorder = recording.Recorder(self.config, started_at=STARTED_AT)
@@ -285,6 +287,12 @@ class Sim:
                 created_at=f"2026-11-25T10:00:{int(self.now):02d}Z",
                 sms_received="queued",
                 call_sid=effect.draft.call_sid,
+                name=effect.draft.name,
+                ready_in_minutes=shop.wait_minutes(
+                    shop.PrepTimes(per_drink=effect.draft.prep_minutes_per_drink,
+                                   minimum=effect.draft.prep_minutes_min),
+                    sum(len(o.items) for o in self.committed),
+                ),
             )
             self.committed.append(order)
             return model.OrderCommitted(request_id=effect.request_id, order=order)
@@ -299,6 +307,11 @@ class Sim:
 
     def agent_send(self, message: agent.AgentMessage) -> None:
         self.feed(message)
+
+    def sold_out(self, **names: list[str]) -> None:
+        """Staff marked items sold out: the runtime tells the core before the next call."""
+        self.feed(call.AvailabilityChanged(availability=shop.Availability(
+            **{kind: frozenset(items) for kind, items in names.items()})))
 
     def speech(self, seconds: float) -> bytes:
         """Agent speech in the profile's output format: a few harmonics with an envelope."""
@@ -691,6 +704,63 @@ def real_wire_shapes(sim: Sim) -> Script:
     yield from sim.goodbye()
 
 
+def sold_out_refusal(sim: Sim) -> Script:
+    """Taro sold out during the day: refused by name, the caller takes black milk tea."""
+    yield from sim.greet()
+    yield from sim.caller_says("A taro milk tea with boba, please.", 1.6)
+    sim.sold_out(flavors=["taro milk tea"])
+    yield from sim.functions(("add_to_cart", TARO_BOBA))
+    yield from sim.say("Sorry, taro is sold out right now. We still have black milk tea.", 1.8)
+    yield from sim.wait_until_played()
+    yield from sim.caller_says("What else is there?", 1.0)
+    yield from sim.functions(("menu_summary", {}))
+    yield from sim.say("We have black milk tea, with boba, egg pudding or crystal boba.", 1.8)
+    yield from sim.wait_until_played()
+    yield from sim.caller_says("OK, a black milk tea with boba then.", 1.4)
+    yield from sim.functions(("add_to_cart", {"flavor": "black milk tea", "toppings": ["boba"]}))
+    yield from sim.say("One black milk tea with boba. Anything else?", 1.4)
+    yield from sim.wait_until_played()
+    yield from sim.caller_says("No, that's it.", 0.8)
+    yield from sim.functions(("confirm_pending_to_cart", {}),
+                             ("save_phone_number", {"phone": "415 555 0123"}))
+    yield from sim.functions(("checkout_order", {}))
+    yield from sim.say("Your order number is 4, 7, 8, 2. That's six twenty-five, ready in "
+                       "about five minutes.", 2.2)
+    yield from sim.wait_until_played()
+    yield from sim.goodbye()
+
+
+def transfer(sim: Sim) -> Script:
+    """The caller asks for a person: one sentence, then the stream ends after its mark."""
+    yield from sim.greet()
+    yield from sim.caller_says("Can I talk to someone? I have a nut allergy question.", 2.0)
+    yield from sim.functions(("transfer_to_staff", {}))
+    yield from sim.say("Sure, let me put you through to the shop.", 1.2)
+    while not sim.ended:
+        yield 0.05
+
+
+def named_order(sim: Sim) -> Script:
+    """A name for the cup, "Anything else?", and the number read digit by digit with the
+    total and the wait."""
+    yield from sim.greet()
+    yield from sim.caller_says("A taro milk tea with boba.", 1.2)
+    yield from sim.functions(("add_to_cart", TARO_BOBA))
+    yield from sim.say("One taro milk tea with boba, half sweet, regular ice. Is that right?", 1.8)
+    yield from sim.wait_until_played()
+    yield from sim.caller_says("Yes.", 0.4)
+    yield from sim.functions(("confirm_pending_to_cart", {}))
+    yield from sim.say("Anything else?", 0.6)
+    yield from sim.wait_until_played()
+    yield from sim.caller_says("No. My number is 415 555 0123, and the name is Ana.", 2.4)
+    yield from sim.functions(("save_phone_number", {"phone": "415 555 0123", "name": "Ana"}))
+    yield from sim.functions(("checkout_order", {}))
+    yield from sim.say("Thanks Ana! Your order number is 4, 7, 8, 2. That's six twenty-five, "
+                       "ready in about five minutes.", 2.6)
+    yield from sim.wait_until_played()
+    yield from sim.goodbye()
+
+
 def _real_sim(seed: int) -> Sim:
     inbound = (REAL_DATA / "twilio-2020-inbound.jsonl").read_text(encoding="utf-8").splitlines()
     start, first_media = twilio.decode(inbound[1]), twilio.decode(inbound[2])
@@ -716,6 +786,10 @@ SESSIONS: dict[str, tuple[Callable[[Sim], Script], agent.AudioProfile, float, in
     "cancelled_call_and_hold": (cancelled_call_and_hold, MULAW, 600.0, 3),
     "time_limit": (time_limit, LINEAR16, 8.0, 12),
     "real_wire_shapes": (real_wire_shapes, MULAW, 600.0, 15),
+    # CONTRACT §12
+    "sold_out_refusal": (sold_out_refusal, MULAW, 600.0, 16),
+    "transfer": (transfer, MULAW, 600.0, 17),
+    "named_order": (named_order, LINEAR16, 600.0, 18),
 }
 
 
@@ -724,7 +798,8 @@ def make(name: str) -> list[str]:
     if name == "real_wire_shapes":
         sim = _real_sim(seed)
     else:
-        sim = Sim(profile, seed=seed, max_call_seconds=max_seconds)
+        sim = Sim(profile, seed=seed, max_call_seconds=max_seconds,
+                  transfer=name == "transfer")
     lines = sim.run(script)
     if not sim.ended:
         raise RuntimeError(f"{name}: the call never ended")

@@ -45,12 +45,14 @@ class Conversation:
     """One call: the dialogue, the functions' state and a pretend order store."""
 
     def __init__(self, menu: Menu | None = None, *, caller: str | None = None,
-                 past_orders: tuple[Order, ...] = (), order_number: str = "4782") -> None:
+                 past_orders: tuple[Order, ...] = (), order_number: str = "4782",
+                 ready_in_minutes: int | None = None) -> None:
         self.menu = menu or builtin_menu()
         self.dialogue = LocalDialogue(self.menu)
         self.state = tools.initial_state(caller, call_sid="CAtest")
         self.past_orders = list(past_orders)
         self.order_number = order_number
+        self.ready_in_minutes = ready_in_minutes  # what the store would tell (CONTRACT §12)
         self.committed: list[Order] = []
 
     def say(self, text: str) -> Turn:
@@ -80,6 +82,7 @@ class Conversation:
                 order_number=self.order_number, status=OrderStatus.RECEIVED,
                 phone=effect.draft.phone, items=effect.draft.items,
                 total_cents=effect.draft.total_cents, created_at="2026-11-25T10:00:00Z",
+                name=effect.draft.name, ready_in_minutes=self.ready_in_minutes,
             )
             self.committed.append(order)
             self.past_orders.append(order)

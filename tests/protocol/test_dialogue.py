@@ -361,7 +361,7 @@ def test_a_flavor_asked_for_later_keeps_what_was_said() -> None:
 
 
 def test_a_whole_order_checks_out_once_and_reads_the_number_digit_by_digit() -> None:
-    c = Conversation(order_number="4782")
+    c = Conversation(order_number="4782", ready_in_minutes=8)
     c.say("hi there, can I get a taro milk tea with tapioca pearls please")
     c.say("yes")
     ask = c.say("no, that's all")
@@ -370,7 +370,9 @@ def test_a_whole_order_checks_out_once_and_reads_the_number_digit_by_digit() -> 
     assert read_back.text == "I have 4 1 5, 5 5 5, 0 1 4 2. Is that right?"
     done = c.say("yes")  # no second "shall I place it?"
     assert [name for name, _, _ in done.calls] == ["checkout_order"]
-    assert "order number is 4 7 8 2" in done.text
+    # CONTRACT §12: digit by digit, then the total and the wait.
+    assert "order number is 4, 7, 8, 2. That's one drink for $6.25. It should be ready in " \
+        "about 8 minutes." in done.text
     assert len(c.committed) == 1 and c.committed[0].phone == "+14155550142"
     bye = c.say("no thanks, bye")
     assert bye.names == ["end_call"] and "Goodbye" in bye.text

@@ -294,7 +294,7 @@ def test_prompt_is_short_enough_and_names_every_item(menu: Menu) -> None:
     assert "matcha stencil on top only comes with vanilla cream" in prompt
     assert "At most 10 drinks" in prompt
     for fn in FUNCTIONS:
-        if fn.name != "menu_summary":
+        if fn.name not in ("menu_summary", "transfer_to_staff"):
             assert fn.name in prompt, fn.name
 
 
@@ -308,8 +308,8 @@ CONTRACT_FUNCTIONS = {
     "remove_from_cart": {"index"},
     "modify_cart_item": {"index", "flavor", "toppings", "sweetness", "ice", "addons"},
     "set_sweetness_ice": {"index", "sweetness", "ice"},
-    "save_phone_number": {"phone"},
-    "checkout_order": {"phone"},
+    "save_phone_number": {"phone", "name"},  # CONTRACT §12 adds `name`
+    "checkout_order": {"phone", "name"},
     "order_status": {"order_number"},
     "order_is_placed": set(),
     "end_call": set(),
@@ -339,6 +339,17 @@ def test_function_specs_are_the_contract_table(menu: Menu) -> None:
     assert props["addons"]["items"]["enum"] == list(menu.addons)
     assert props["ice"]["enum"] == list(menu.ice_levels)
     assert props["index"]["type"] == "integer"
+
+
+def test_transfer_to_staff_is_offered_only_with_a_transfer_number(menu: Menu) -> None:
+    without = [s.name for s in function_specs(menu)]
+    with_transfer = [s.name for s in function_specs(menu, transfer=True)]
+    assert "transfer_to_staff" not in without
+    assert with_transfer == [*without, "transfer_to_staff"]
+    spec = function_specs(menu, transfer=True)[-1]
+    assert spec.parameters == {"type": "object", "properties": {}}
+    assert "transfer_to_staff" not in build_prompt(menu)
+    assert "transfer_to_staff" in build_prompt(menu, transfer=True)
 
 
 def test_menu_round_trips_through_json_for_recordings(menu: Menu) -> None:

@@ -224,7 +224,8 @@ def test_phone_numbers_become_e164_or_are_refused(text: str, e164: str | None) -
 def test_menu_summary_has_exactly_the_contract_keys(menu: Menu) -> None:
     result = ordering.menu_summary(menu)
     assert set(result) == {"ok", "summary", "flavors", "toppings", "addons", "sweetness",
-                           "ice", "prices"}
+                           "ice", "prices", "sold_out"}  # CONTRACT §12 adds `sold_out`
+    assert result["sold_out"] == []
     assert result["prices"] == {"drink": 5.5, "topping": 0.75, "addon": 0.5}
     assert isinstance(result["summary"], str)
     assert "taro milk tea" in result["summary"] and "only with vanilla cream" in result["summary"]

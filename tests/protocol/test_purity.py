@@ -13,8 +13,11 @@ FORBIDDEN = {
     "socket", "ssl", "http", "urllib", "requests", "httpx", "sqlite3", "psycopg",
     "threading", "subprocess", "boba_runtime", "boba_web",
     # no clock, no environment, no files, no randomness, no logging: all arrive as inputs
-    "os", "time", "datetime", "random", "uuid", "pathlib", "logging",
+    # (`datetime` is allowed for its types and arithmetic, the shop's hours need them;
+    # reading its clock is not: see `clock_reads`)
+    "os", "time", "random", "uuid", "pathlib", "logging",
 }
+CLOCK_READS = {"now", "utcnow", "today"}
 ROOT = Path(boba_proto.__file__).parent
 RUNTIME = ROOT.parent / "boba_runtime"
 ABOVE_RUNTIME = ("boba_web",)
@@ -67,8 +70,30 @@ def upward_references(root: Path, above: tuple[str, ...] = ABOVE_RUNTIME) -> lis
     return bad
 
 
+def clock_reads(root: Path) -> list[str]:
+    """Calls like `datetime.now()`, `datetime.utcnow()` or `date.today()`."""
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in CLOCK_READS
+            ):
+                bad.append(f"{path.name}:{node.lineno} {node.func.attr}()")
+    return bad
+
+
 def test_boba_proto_imports_nothing_that_does_io() -> None:
     assert forbidden_imports(ROOT) == []
+
+
+def test_boba_proto_never_reads_the_clock(tmp_path: Path) -> None:
+    assert clock_reads(ROOT) == []
+    (tmp_path / "clock.py").write_text(
+        "from datetime import datetime\nx = datetime.now()\ny = datetime(2026, 1, 1)\n"
+    )
+    assert clock_reads(tmp_path) == ["clock.py:2 now()"]
 
 
 def test_the_checker_catches_a_bad_import(tmp_path: Path) -> None:
@@ -80,8 +105,8 @@ def test_the_checker_catches_the_clock_the_environment_and_logging(tmp_path: Pat
     (tmp_path / "bad.py").write_text(
         "import os\nimport time, json\nfrom datetime import datetime\nimport logging\n"
     )
-    assert forbidden_imports(tmp_path) == [
-        "bad.py:1 os", "bad.py:2 time", "bad.py:3 datetime", "bad.py:4 logging",
+    assert forbidden_imports(tmp_path) == [  # datetime's types are fine; its clock is not
+        "bad.py:1 os", "bad.py:2 time", "bad.py:4 logging",
     ]
 
 

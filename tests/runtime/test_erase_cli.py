@@ -1,6 +1,6 @@
 """`boba erase --phone` (CONTRACT §1, §13) on SQLite and PostgreSQL: one person's data
-goes from orders, the SMS outbox, call records, transcripts and recordings; everyone
-else's stays; it says what it erased."""
+goes from orders (number and name on the cup), the SMS outbox, call records, transcripts
+and recordings; everyone else's stays; it says what it erased."""
 
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ async def seed(url: str) -> dict[str, str]:
     async with await OrderStore.open(url, rng=random.Random(11)) as store:
         writer = CallRecordWriter(store)
         numbers = {}
-        for sid, caller, phone in (
-            (FROM_PERSON, PERSON, PERSON),  # the person's own call and order
-            (FOR_PERSON, OTHER, PERSON),  # a friend ordered with the person's number
-            (OTHERS, OTHER, OTHER),  # someone else entirely
+        for sid, caller, phone, name in (
+            (FROM_PERSON, PERSON, PERSON, "Mina"),  # the person's own call and order
+            (FOR_PERSON, OTHER, PERSON, None),  # a friend ordered with the person's number
+            (OTHERS, OTHER, OTHER, "Jo"),  # someone else entirely
         ):
             writer.open_call(sid, caller=caller)
             writer.add_line(sid, Line(seq=1, offset_ms=100, kind=LineKind.TEXT,
@@ -44,7 +44,8 @@ async def seed(url: str) -> dict[str, str]:
                                       name="save_phone_number",
                                       arguments=f'{{"phone":"{phone}"}}', result="{}"))
             order = await store.commit_order(
-                OrderDraft(phone=phone, items=(TARO,), total_cents=625, call_sid=sid)
+                OrderDraft(phone=phone, items=(TARO,), total_cents=625, call_sid=sid,
+                           name=name)
             )
             numbers[sid] = order.order_number
             writer.close_call(sid, outcome=Outcome.ORDERED, order_number=order.order_number)
@@ -58,7 +59,7 @@ async def seed(url: str) -> dict[str, str]:
 
 async def state(url: str) -> dict[str, object]:
     async with await OrderStore.open(url) as store:
-        orders = {o.call_sid: o.phone for o in await store.list_orders(status="all")}
+        orders = {o.call_sid: (o.phone, o.name) for o in await store.list_orders(status="all")}
         calls = {}
         for sid in (FROM_PERSON, FOR_PERSON, PERSON_HUNG_UP, OTHERS):
             detail = await get_call(store, sid)
@@ -93,13 +94,15 @@ def test_erase_one_person_everywhere(any_db_url: str, tmp_path: Path) -> None:  
     text = out.getvalue()
     assert text.startswith(f"erased {PERSON}:")
     both = f"{numbers[FROM_PERSON]}, {numbers[FOR_PERSON]}"
-    assert f"orders: 2 (phone number removed: {both})" in text
+    assert f"orders: 2 (phone number and name removed: {both})" in text
     assert "SMS outbox: 2" in text
     assert f"call records: 3 (caller and transcript removed, 5 lines: {FROM_PERSON}, " in text
     assert "recordings: 3 deleted" in text
 
     after = trio.run(state, any_db_url)
-    assert after["orders"] == {FROM_PERSON: "", FOR_PERSON: "", OTHERS: OTHER}
+    assert after["orders"] == {  # the name on the cup goes with the number (§12, §13)
+        FROM_PERSON: ("", None), FOR_PERSON: ("", None), OTHERS: (OTHER, "Jo"),
+    }
     assert after["calls"] == {
         FROM_PERSON: ("", 0, "ordered"),
         FOR_PERSON: ("", 0, "ordered"),  # its transcript held the person's number

@@ -1,6 +1,7 @@
 """BOBA_RETENTION_DAYS (CONTRACT §13) with an injected clock, on SQLite and PostgreSQL:
-old phone numbers, transcripts and recordings go; orders, calls and the report's counts
-stay; newer data is untouched; the pass runs at start and again every interval."""
+old phone numbers, names on orders, transcripts and recordings go; orders, calls and the
+report's counts stay; newer data is untouched; the pass runs at start and again every
+interval."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ async def store(any_db_url: str, clock: FakeClock) -> AsyncIterator[OrderStore]:
 
 
 async def a_call_with_an_order(
-    store: OrderStore, clock: FakeClock, when: datetime, sid: str, phone: str
+    store: OrderStore, clock: FakeClock, when: datetime, sid: str, phone: str,
+    name: str | None = None,
 ) -> str:
     clock.now = when
     writer = CallRecordWriter(store, clock=clock)
@@ -51,7 +53,8 @@ async def a_call_with_an_order(
                               name="save_phone_number", arguments=f'{{"phone":"{phone}"}}',
                               result='{"ok":true}'))
     order = await store.commit_order(
-        OrderDraft(phone=phone, items=(TARO,), total_cents=TARO.price_cents, call_sid=sid)
+        OrderDraft(phone=phone, items=(TARO,), total_cents=TARO.price_cents, call_sid=sid,
+                   name=name)
     )
     writer.close_call(sid, outcome=Outcome.ORDERED, order_number=order.order_number,
                       greeted_ms=300, ordered_ms=20_300)
@@ -75,10 +78,10 @@ async def test_old_personal_data_goes_and_the_counts_stay(
     stranger = records / "notes.txt"
     stranger.write_text("not a recording")
     old_number = await a_call_with_an_order(
-        store, clock, datetime(2026, 10, 1, 10, 0, tzinfo=UTC), OLD_SID, OLD_PHONE
+        store, clock, datetime(2026, 10, 1, 10, 0, tzinfo=UTC), OLD_SID, OLD_PHONE, "Mina"
     )
     new_number = await a_call_with_an_order(
-        store, clock, datetime(2026, 11, 20, 10, 0, tzinfo=UTC), NEW_SID, NEW_PHONE
+        store, clock, datetime(2026, 11, 20, 10, 0, tzinfo=UTC), NEW_SID, NEW_PHONE, "Jo"
     )
     utc = ZoneInfo("UTC")
     before = await daily_report(store, date(2026, 10, 1), utc)
@@ -92,6 +95,7 @@ async def test_old_personal_data_goes_and_the_counts_stay(
 
     old_order = await store.get_order(old_number)
     assert old_order is not None and old_order.phone == ""
+    assert old_order.name is None  # the name on the cup is personal data too (§12, §13)
     assert old_order.items == (TARO,) and old_order.total_cents == TARO.price_cents
     old_call = await get_call(store, OLD_SID)
     assert old_call is not None
@@ -103,7 +107,7 @@ async def test_old_personal_data_goes_and_the_counts_stay(
     assert sorted(sms) == [("",), (NEW_PHONE,)]
 
     new_order = await store.get_order(new_number)
-    assert new_order is not None and new_order.phone == NEW_PHONE
+    assert new_order is not None and new_order.phone == NEW_PHONE and new_order.name == "Jo"
     new_call = await get_call(store, NEW_SID)
     assert new_call is not None and new_call.call.caller == NEW_PHONE
     assert len(new_call.transcript) == 2 and not new_call.call.erased

@@ -123,6 +123,7 @@ async def test_success_records_sent_with_the_sid_and_exact_text(
         "To": TO,
         "From": FROM,
         "Body": f"Thanks for your order! Your order number is {order.order_number}. "
+        "It should be ready in about 5 minutes. "  # CONTRACT §12
         "We'll text you when it's ready for pickup.",
     }
     assert await sms_received(store, order) == "sent"

@@ -107,6 +107,7 @@ async def test_commit_creates_order_outbox_row_and_event_together(store: OrderSt
     assert message.to == "+14155551234"
     assert message.body == (
         f"Thanks for your order! Your order number is {order.order_number}. "
+        "It should be ready in about 5 minutes. "  # CONTRACT §12: the wait
         "We'll text you when it's ready for pickup."
     )
     assert message.attempts == 0 and message.first_attempt_at is None

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import trio
 
-from boba_runtime.store.order_store import MIGRATIONS, OrderStore, StoreUnavailable
+from boba_runtime.store.order_store import PG_MIGRATIONS, OrderStore, StoreUnavailable
 from tests.conftest import in_ci
 
 # The generic tests and fixtures, collected again here with this module's `db_url`.
@@ -75,9 +75,9 @@ def db_url(pg_server: str) -> Iterator[str]:
 
 async def test_migrations_on_postgres(db_url: str) -> None:
     async with await OrderStore.open(db_url) as first:
-        assert await first.schema_version() == len(MIGRATIONS)
+        assert await first.schema_version() == len(PG_MIGRATIONS)
     async with await OrderStore.open(db_url) as again:
-        assert await again.schema_version() == len(MIGRATIONS)
+        assert await again.schema_version() == len(PG_MIGRATIONS)
 
 
 async def test_reconnects_after_the_server_drops_the_connection(db_url: str) -> None:

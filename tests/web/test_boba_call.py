@@ -72,7 +72,7 @@ async def test_a_plain_order_by_script_reaches_the_board_and_the_sms_outbox(
     number = lines[-1].removeprefix("order: ")
     assert lines[-1] == f"order: {number}" and len(number) == 4 and number.isdigit()
     placed = [line for line in lines if line.startswith("agent: Your order is placed")]
-    assert placed == [placed[0]] and " ".join(number) in placed[0]  # read digit by digit
+    assert placed == [placed[0]] and ", ".join(number) in placed[0]  # read digit by digit (§12)
     assert any(line.startswith("fn: end_call(") for line in lines)
     assert lines[-2] == "agent: Thanks for calling Deepgram BobaRista! Goodbye."
     async with httpx.AsyncClient(base_url=boba_server.base_url) as client:

@@ -51,8 +51,9 @@ FROM_NUMBER = "+15550001111"
 START_TIMEOUT = 30.0
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 ORDER_KEYS = [
-    "order_number", "status", "phone", "items", "total", "created_at", "ready_at", "sms",
-]
+    "order_number", "status", "phone", "items", "total", "created_at", "ready_at", "name",
+    "sms",
+]  # CONTRACT §12 adds "name"
 ITEM_KEYS = ["flavor", "toppings", "addons", "sweetness", "ice", "price"]
 APOLOGY = "Sorry, we're having trouble taking orders right now. Please call back in a few minutes."
 
@@ -370,6 +371,7 @@ async def test_transitions_status_codes_and_sms_on_the_wire(
 
     # §8: both texts, exactly, handed to Twilio within 5 s; the second Done queued nothing.
     received = (f"Thanks for your order! Your order number is {number}. "
+                f"It should be ready in about {ready_order.ready_in_minutes} minutes. "  # §12
                 "We'll text you when it's ready for pickup.")
     ready = f"Your boba order #{number} is now ready for pickup!"
     with trio.fail_after(8):  # the bound is checked below, on the fake's own clock

@@ -117,7 +117,8 @@ def test_pages_load_nothing_from_other_hosts() -> None:
 
 
 def test_tv_script_reads_only_public_data() -> None:
-    """The TV must never ask a staff route: only the public list and the event stream."""
+    """The TV must never ask a staff route: only the public list, the event stream and the
+    public shop state (the waits, CONTRACT §12)."""
     script = resources.files("boba_web").joinpath("static/tv.js").read_text(encoding="utf-8")
     urls = set(re.findall(r"""["'`](/[a-z][^"'`]*)["'`]""", script))
-    assert urls == {"/api/orders?status=active&limit=500", "/orders/events"}
+    assert urls == {"/api/orders?status=active&limit=500", "/orders/events", "/api/shop"}
