@@ -907,6 +907,7 @@ def handle_media_batch(batch: Sequence[tuple[CallSession, twilio.Media]]) -> lis
         if session._state is CallState.CLOSED:
             results.append([])
             continue
+        session._ticks_without_phone = 0  # a frame from the phone, as in `handle`
         gated = session._media_gate(event)
         if gated is not None:
             results.append(gated)

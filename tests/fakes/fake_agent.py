@@ -423,7 +423,10 @@ class FakeAgentServer:
         self.sessions.append(session)
         async with trio.open_nursery() as nursery:
             try:
-                if not await session._handshake(settings_timeout=5.0):
+                # Longer than the bridge's pre-open window (an agent link opened while
+                # /voice is answered is closed unused after 5 s if no stream takes it; a close
+                # before Settings is fine, a link held open without Settings is not).
+                if not await session._handshake(settings_timeout=15.0):
                     await ws.aclose(code=1008, reason="bad settings")
                     return
             except trio_websocket.ConnectionClosed:

@@ -14,6 +14,7 @@ from boba_proto.call import (
     EndCall,
     EndReason,
     TimerFired,
+    handle_media_batch,
 )
 from tests.golden.make_sessions import build_config
 from tests.protocol.test_call import MULAW, media, start
@@ -50,6 +51,16 @@ def test_every_twilio_frame_keeps_the_stream_alive() -> None:
     for n in range(40):  # 40 s of calm conversation, media now and then
         ticks(session, 10)
         session.handle(media(b"\xff" * 160, chunk=n + 1))
+    assert session.state is CallState.CONVERSING
+
+
+def test_media_handled_in_a_batch_keeps_the_stream_alive_too() -> None:
+    """The batched caller-audio path (`handle_media_batch`) is a frame from the phone as
+    much as `handle(media)` is: it once ended live calls as PHONE_SILENT after 15 s."""
+    session = conversing()
+    for n in range(40):
+        ticks(session, 10)
+        handle_media_batch([(session, media(b"\xff" * 160, chunk=n + 1))])
     assert session.state is CallState.CONVERSING
 
 
