@@ -1,10 +1,10 @@
 """The shop's day as pure rules (CONTRACT §12): sold-out items, open hours, the wait time,
 the name on the cup, and what `/voice` says when the shop is closed or paused.
 
-Nothing here reads a clock or a file: every function that depends on the time takes the
-moment (an aware `datetime`) and the shop's time zone (a `tzinfo` the runtime resolved
-with `zoneinfo` at start), so day boundaries, closed days and DST changes are tested with
-any instant one likes.
+Nothing here reads a clock or a file, nor handles dates: which instant the shop opens or
+closes (day boundaries, closed days, DST) is computed in `boba_runtime.config.hours` from an
+injected moment; the core keeps the hours as data (minutes after local midnight per
+weekday) and the sentences.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
@@ -23,16 +22,13 @@ __all__ = [
     "DayHours",
     "Hours",
     "ItemKind",
-    "Opening",
     "PrepTimes",
     "ShopStatus",
+    "SpokenOpening",
     "closed_message",
     "first_name",
-    "next_opening",
-    "open_at",
     "order_waits",
     "parse_day_hours",
-    "today_hours",
     "validate_name",
     "wait_minutes",
 ]
@@ -110,8 +106,9 @@ class Hours(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str
     days: dict[str, DayHours] = msgspec.field(default_factory=dict)  # "mon" -> hours
 
-    def on(self, day: date) -> DayHours | None:
-        return self.days.get(DAYS[day.weekday()])
+    def on(self, weekday: int) -> DayHours | None:
+        """The hours of a weekday, 0 = Monday (`date.weekday()`); None when closed."""
+        return self.days.get(DAYS[weekday])
 
 
 _RANGE: Final = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
@@ -141,92 +138,21 @@ def parse_day_hours(text: str) -> DayHours | str:
     return DayHours(start, end)
 
 
-def _at(day: date, minutes: int, zone: tzinfo) -> datetime:
-    """The instant of `minutes` after local midnight of `day` (a DST gap moves it forward)."""
-    naive = datetime.combine(day, time()) + timedelta(minutes=minutes)
-    # Normalised through UTC: a wall time inside a spring-forward gap (02:30 on the day
-    # clocks jump from 02:00 to 03:00) becomes the real instant 03:30.
-    return naive.replace(tzinfo=zone).astimezone(zone)
-
-
-def _span(day: date, hours: DayHours, zone: tzinfo) -> tuple[datetime, datetime]:
-    start = _at(day, hours.open, zone)
-    end_day = day + timedelta(days=1) if hours.overnight or hours.close == 24 * 60 else day
-    end_minutes = hours.close if hours.close != 24 * 60 else 0
-    end = _at(end_day, end_minutes, zone)
-    return start, end
-
-
-def open_at(hours: Hours | None, zone: tzinfo | None, now: datetime) -> bool:
-    """Whether the shop is open at `now` (aware); no `[hours]` = always open."""
-    if hours is None or zone is None:
-        return True
-    local = now.astimezone(zone)
-    for back in (0, 1):  # yesterday's opening may run past midnight
-        day = local.date() - timedelta(days=back)
-        today = hours.on(day)
-        if today is None:
-            continue
-        start, end = _span(day, today, zone)
-        if start <= now < end:
-            return True
-    return False
-
-
-def today_hours(hours: Hours | None, zone: tzinfo | None, now: datetime) -> str | None:
-    """Today's opening as `"10:00-21:00"` in the shop's local day; None when closed today
-    (or when there is no `[hours]` table: then `GET /api/shop` says "always open")."""
-    if hours is None or zone is None:
-        return None
-    today = hours.on(now.astimezone(zone).date())
-    return today.text() if today is not None else None
-
-
-class Opening(msgspec.Struct, frozen=True, kw_only=True):
-    """When the shop next opens: the instant and how to say it."""
-
-    at: datetime
-    spoken: str  # "today at 10 AM", "tomorrow at 10 AM", "on Monday at 10 AM"
-
-
-def _spoken_time(moment: datetime) -> str:
-    hour = moment.hour % 12 or 12
-    suffix = "AM" if moment.hour < 12 else "PM"
-    return f"{hour} {suffix}" if moment.minute == 0 else f"{hour}:{moment.minute:02d} {suffix}"
-
-
-def next_opening(hours: Hours | None, zone: tzinfo | None, now: datetime) -> Opening | None:
-    """The next opening strictly after `now`, up to a week ahead; None when there is none
-    (no `[hours]`, or no day is open)."""
-    if hours is None or zone is None:
-        return None
-    local_today = now.astimezone(zone).date()
-    for ahead in range(0, 8):
-        day = local_today + timedelta(days=ahead)
-        found = hours.on(day)
-        if found is None:
-            continue
-        start, _ = _span(day, found, zone)
-        if start <= now:
-            continue
-        local = start.astimezone(zone)
-        if ahead == 0:
-            when = "today"
-        elif ahead == 1:
-            when = "tomorrow"
-        else:
-            when = f"on {DAY_NAMES[day.weekday()]}"
-        return Opening(at=start, spoken=f"{when} at {_spoken_time(local)}")
-    return None
-
-
 class ShopStatus(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"  # outside the open hours
     PAUSED = "paused"  # staff switched phone orders off
 
 
-def closed_message(status: ShopStatus, opening: Opening | None, shop_name: str) -> str:
+class SpokenOpening(Protocol):
+    """The next opening as said aloud ("tomorrow at 10 AM"): computed from the clock and the
+    time zone by the runtime (`boba_runtime.config.hours`), since the core reads neither."""
+
+    @property
+    def spoken(self) -> str: ...
+
+
+def closed_message(status: ShopStatus, opening: SpokenOpening | None, shop_name: str) -> str:
     """What `/voice` says, without an agent, when the shop cannot take the call."""
     if status is ShopStatus.PAUSED:
         return (

@@ -26,7 +26,8 @@ from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-unt
 
 from boba_proto.menu import Menu
 from boba_proto.model import cents_to_dollars
-from boba_proto.shop import ItemKind, ShopStatus, closed_message, next_opening
+from boba_proto.shop import ItemKind, ShopStatus, closed_message
+from boba_runtime.config.hours import next_opening
 from boba_runtime.store.order_store import StoreUnavailable
 from boba_runtime.store.shop import ShopState, canonical_item
 from boba_web.api import json_response

@@ -9,9 +9,8 @@ layer's composition root does: it hands `serve.main` its app factory).
 
 The runtime's own commands are listed here. `boba serve` needs the web app, which the
 runtime must not import (DESIGN §1), so it is provided by the composition root and found
-through the `boba.commands` entry point group of the installed distribution
-(pyproject.toml: `serve = "boba_web.app:serve_command"`); any installed package may add
-a command the same way.
+through the `boba.commands` entry point group of the installed distribution (pyproject.toml,
+where the top layer registers `serve`); any installed package may add a command the same way.
 """
 
 from __future__ import annotations

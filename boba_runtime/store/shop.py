@@ -28,12 +28,10 @@ from boba_proto.shop import (
     Availability,
     ItemKind,
     ShopStatus,
-    next_opening,
-    open_at,
     order_waits,
-    today_hours,
     wait_minutes,
 )
+from boba_runtime.config.hours import next_opening, open_at, today_hours
 from boba_runtime.store.order_store import (
     OrderStore,
     StoreError,

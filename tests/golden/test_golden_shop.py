@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from boba_proto.menu import parse_menu
-from boba_proto.shop import ShopStatus, open_at
+from boba_proto.shop import ShopStatus
+from boba_runtime.config.hours import open_at
 from boba_runtime.store.shop import zone_exists
 from boba_web.shop_routes import closed_twiml
 

@@ -13,9 +13,8 @@ FORBIDDEN = {
     "socket", "ssl", "http", "urllib", "requests", "httpx", "sqlite3", "psycopg",
     "threading", "subprocess", "boba_runtime", "boba_web",
     # no clock, no environment, no files, no randomness, no logging: all arrive as inputs
-    # (`datetime` is allowed for its types and arithmetic, the shop's hours need them;
-    # reading its clock is not: see `clock_reads`)
-    "os", "time", "random", "uuid", "pathlib", "logging",
+    # (date arithmetic for the shop's hours lives in boba_runtime.config.hours)
+    "os", "time", "datetime", "random", "uuid", "pathlib", "logging",
 }
 CLOCK_READS = {"now", "utcnow", "today"}
 ROOT = Path(boba_proto.__file__).parent
@@ -105,8 +104,8 @@ def test_the_checker_catches_the_clock_the_environment_and_logging(tmp_path: Pat
     (tmp_path / "bad.py").write_text(
         "import os\nimport time, json\nfrom datetime import datetime\nimport logging\n"
     )
-    assert forbidden_imports(tmp_path) == [  # datetime's types are fine; its clock is not
-        "bad.py:1 os", "bad.py:2 time", "bad.py:4 logging",
+    assert forbidden_imports(tmp_path) == [
+        "bad.py:1 os", "bad.py:2 time", "bad.py:3 datetime", "bad.py:4 logging",
     ]
 
 

@@ -23,14 +23,12 @@ from boba_proto.shop import (
     ShopStatus,
     closed_message,
     first_name,
-    next_opening,
-    open_at,
     order_waits,
     parse_day_hours,
-    today_hours,
     validate_name,
     wait_minutes,
 )
+from boba_runtime.config.hours import next_opening, open_at, today_hours
 
 LA = ZoneInfo("America/Los_Angeles")
 BUILTIN = files("boba_proto").joinpath("menu.toml").read_text("utf-8")
