@@ -96,7 +96,11 @@ class DirectAgentConnection:
     with no reader task and no memory channel in between (DESIGN §3: each hop is a task
     switch, and task switches were most of a relay's cost). Frames the protocol answers
     by itself (pong, the close reply) are written by whichever task is reading.
+    The server end of a phone's WebSocket is the same reader (`boba_runtime.cli.public_port`),
+    failing with its own `closed_error`.
     """
+
+    closed_error: Callable[[str], Exception] = AgentClosed
 
     def __init__(
         self, stream: trio.abc.Stream, protocol: ClientProtocol, close_timeout: float
@@ -115,12 +119,12 @@ class DirectAgentConnection:
         messages = self._messages
         while not messages:
             if self._ws.state is not State.OPEN or self._lost is not None:
-                raise AgentClosed(self._why_closed())
+                raise self.closed_error(self._why_closed())
             try:
                 data = await self._stream.receive_some(RECEIVE_BYTES)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._lost = f"agent connection lost: {exc or type(exc).__name__}"
-                raise AgentClosed(self._lost) from None
+                raise self.closed_error(self._lost) from None
             if data:
                 self._ws.receive_data(data)
                 self._take(self._ws.events_received())
@@ -171,13 +175,13 @@ class DirectAgentConnection:
                     await self._stream.send_all(chunk)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._lost = f"agent connection lost: {exc or type(exc).__name__}"
-            raise AgentClosed(self._lost) from None
+            raise self.closed_error(self._lost) from None
         finally:
             lock.release()
 
     async def send(self, data: str | bytes) -> None:
         if self._ws.state is not State.OPEN or self._lost is not None:
-            raise AgentClosed(self._why_closed())
+            raise self.closed_error(self._why_closed())
         if isinstance(data, str):
             self._ws.send_text(data.encode("utf-8"))
         else:
