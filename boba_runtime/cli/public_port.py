@@ -311,6 +311,10 @@ async def _dispatch(
     if path is None:
         await hypercorn(ReplayStream(stream, buffered))
         return
+    if b"\r\n\r\n" not in buffered:  # the head stopped coming (HEAD_TIMEOUT_S) or closed
+        log.warning("WS %s refused: the request head did not arrive whole", path)
+        await trio.aclose_forcefully(stream)
+        return
     try:
         client, server = _addresses(stream)
     except OSError:  # the client left already

@@ -166,6 +166,19 @@ async def raw_exchange(running: Running, data: bytes) -> bytes:
     return answer
 
 
+async def raw_exchange_half_closed(running: Running, data: bytes) -> bytes:
+    """Like `raw_exchange`, but the client says it has nothing more to send (EOF)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+    answer = b""
+    with trio.fail_after(10):
+        await stream.send_all(data)
+        await stream.send_eof()
+        while chunk := await stream.receive_some(65536):
+            answer += chunk
+    await trio.aclose_forcefully(stream)
+    return answer
+
+
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
 
@@ -215,7 +228,7 @@ async def test_a_refused_handshake_is_403_json_before_accepting(tmp_path: Path) 
 
 
 async def test_malformed_and_huge_heads_are_refused_and_serving_goes_on(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with listening(tmp_path) as running:
         # Signed but not an upgrade: websockets answers 426, nothing reaches the route.
@@ -239,6 +252,10 @@ async def test_malformed_and_huge_heads_are_refused_and_serving_goes_on(
             answer = await stream.receive_some(65536)
         assert answer.startswith(b"HTTP/1.1 101 "), answer
         await trio.aclose_forcefully(stream)
+        # A head cut short by the client on the raw route: closed, no call.
+        answer = await raw_exchange_half_closed(running, b"GET /raw HTTP/1.1\r\nHost: x\r\n")
+        assert answer == b"", answer
+        assert "WS /raw refused: the request head did not arrive whole" in caplog.text
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"{running.http}/still")).text == "http /still"
         assert len(running.seen.raw) == 1
