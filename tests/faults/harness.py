@@ -254,6 +254,18 @@ class Callers:
         self.outcomes[outcome] += 1
         return outcome
 
+    async def batch(self, base_url: str, calls: int, at_once: int) -> None:
+        """`calls` calls, `at_once` in progress at a time; each must complete."""
+        slots = trio.Semaphore(at_once)
+
+        async def one() -> None:
+            async with slots:
+                assert await self.call(base_url) == "completed"
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(calls):
+                nursery.start_soon(one)
+
     async def lines(self, base_url: str, count: int, stop: trio.Event, *,
                     tolerate_failure: bool = False) -> None:
         """`count` phone lines, each calling again as soon as its call ends, until `stop`."""

@@ -18,8 +18,8 @@ from tests.fakes.twilio_rest import FakeTwilioRest
 from tests.faults.harness import (
     Callers,
     Ledger,
-    orders_by_number,
     ordering_agent,
+    orders_by_number,
     serve,
     shop_env,
 )
@@ -121,4 +121,5 @@ async def test_connections_killed_mid_run_commit_or_retry_and_recover(
           f"{ledger.try_again} checkout(s) told to try again then placed, "
           f"{callers.outcomes['refused']} call(s) refused at start (token check could not "
           f"reach the store), 0 checkouts left unanswered; {len(orders)} orders in store, "
-          f"all with their event and queued SMS, none committed behind a 'try again'; /healthz ok and {AFTER} later checkouts placed without a restart")
+          f"all with their event and queued SMS, none committed behind a 'try again'; "
+          f"/healthz ok and {AFTER} later checkouts placed without a restart")

@@ -15,8 +15,8 @@ from tests.fakes.twilio_rest import FakeTwilioRest
 from tests.faults.harness import (
     Callers,
     Ledger,
-    orders_by_number,
     ordering_agent,
+    orders_by_number,
     received_texts,
     serve,
     shop_env,
@@ -58,7 +58,8 @@ async def test_sigkill_mid_checkout_loses_no_told_order_and_texts_once(
                     stop.set()
             told_before = len(ledger.told)
 
-            async with serve(request, tmp_path / "run2", env, name="boba serve (restarted)") as shop:
+            restarted = "boba serve (restarted)"
+            async with serve(request, tmp_path / "run2", env, name=restarted) as shop:
                 for _ in range(AFTER_RESTART):
                     assert await callers.call(shop.base_url) == "completed"
                 with trio.fail_after(SMS_SETTLE):  # every due "received" SMS has gone out
