@@ -192,6 +192,7 @@ async def serve(request: pytest.FixtureRequest, cwd: Path, env: Mapping[str, str
                 process.kill()
                 await trio.to_thread.run_sync(process.wait, 10.0)
         child.finish()
+        (cwd / "boba-serve.log").write_text(child.report())  # kept with the test's tmp_path
 
 
 async def wait_healthy(base_url: str, timeout: float = START_TIMEOUT) -> None:
