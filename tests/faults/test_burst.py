@@ -51,6 +51,8 @@ async def test_burst_of_200_calls_busy_beyond_the_cap_and_healthy(
     busy_closes: list[int | None] = []
     completed: list[str] = []
     health: list[int] = []
+    webhooks_at: list[float] = []  # when each /voice request went out
+    opens_at: list[float] = []  # when each stream's handshake began
     limits = httpx.Limits(max_connections=2 * BURST, max_keepalive_connections=2 * BURST)
     with FakeTwilioRest() as rest:
         async with (
@@ -73,12 +75,14 @@ async def test_burst_of_200_calls_busy_beyond_the_cap_and_healthy(
                 async def caller(i: int, refused_done: trio.MemorySendChannel[None]) -> None:
                     await trio.sleep(i * BURST_SECONDS / BURST)
                     sid, phone = "CA" + uuid.uuid4().hex, f"+1415556{i:04d}"
+                    webhooks_at.append(now())
                     twiml = await answer_call(client, server_url=url, public_url=PUBLIC,
                                               auth_token=token, call_sid=sid, caller=phone)
                     stream_url = f"{PUBLIC.replace('https', 'wss')}/twilio"
                     if twiml.stream_url is None:  # busy: the stream opened anyway is refused
                         assert twiml.says == [BUSY] and twiml.hangup, twiml
                         busy.append(sid)
+                        opens_at.append(now())
                         with trio.fail_after(CALL_TIMEOUT):
                             async with open_twilio_stream(
                                 server_url=url, stream_url=stream_url, auth_token=token,
@@ -94,6 +98,7 @@ async def test_burst_of_200_calls_busy_beyond_the_cap_and_healthy(
                     admitted.append(sid)
                     async with refused_done:
                         pass
+                    opens_at.append(now())
                     with trio.fail_after(CALL_TIMEOUT):
                         async with open_twilio_stream(
                             server_url=url, stream_url=twiml.stream_url, auth_token=token,
@@ -137,8 +142,11 @@ async def test_burst_of_200_calls_busy_beyond_the_cap_and_healthy(
     assert sorted(orders) == sorted(ledger.numbers())
     assert health and set(health) == {200}, health
     assert healthy_after == 200
-    print(f"\nFAULT burst: {BURST} webhooks and {BURST} stream opens in {burst_seconds:.1f} s "
-          f"against BOBA_MAX_CALLS={MAX_CALLS}: {len(completed)} admitted calls completed "
+    assert len(opens_at) == BURST
+    print(f"\nFAULT burst: {BURST} webhooks sent within {max(webhooks_at) - started:.1f} s and "
+          f"{BURST} stream opens within {max(opens_at) - started:.1f} s, all answered within "
+          f"{burst_seconds:.1f} s, against BOBA_MAX_CALLS={MAX_CALLS}: {len(completed)} admitted "
+          f"calls completed "
           f"their order, {len(busy)} heard the busy message and their streams were closed "
           f"(1008) with no agent; /healthz 200 on all {len(health)} probes during the burst "
           f"and after; one more call ordered afterwards")
