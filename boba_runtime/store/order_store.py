@@ -532,9 +532,8 @@ class _PostgresConn:
                 "application_name": f"boba {name}"[:63],
             },
             configure=self._configure,
-            check=ConnectionPool.check_connection,  # a killed backend is replaced, not used
             timeout=busy_timeout,  # waiting for a free connection → StoreUnavailable
-            reconnect_timeout=30.0,  # per attempt series; the pool grows again when asked
+            reconnect_timeout=5.0,  # per attempt series; the pool grows again when asked
             open=False,
             name="boba-store",
         )
@@ -549,12 +548,27 @@ class _PostgresConn:
         if getattr(self._local, "raw", None) is not None:
             yield  # nested (a store extension calling a store method): same connection
             return
-        with self.pool.connection() as raw:
-            self._local.raw = raw
+        raw = self._live_connection()
+        self._local.raw = raw
+        try:
+            yield
+        finally:
+            self._local.raw = None
+            self.pool.putconn(raw)  # rolled back if a transaction is still open
+
+    def _live_connection(self) -> Any:
+        """A pooled connection that answers. A dead one (its backend killed, the server
+        restarted) goes back to the pool, which replaces it, and the next is tried at
+        once: the pool's own check would wait 1 s, 2 s, 4 s between dead connections."""
+        for _ in range(self.max_concurrency):
+            raw = self.pool.getconn()
             try:
-                yield
-            finally:
-                self._local.raw = None
+                raw.execute("")  # one round trip, no statement
+            except self._psycopg.Error:
+                self.pool.putconn(raw)  # broken: closed and replaced
+                continue
+            return raw
+        return self.pool.getconn()  # by now a fresh one, or PoolTimeout → StoreUnavailable
 
     @property
     def raw(self) -> Any:
