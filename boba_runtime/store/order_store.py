@@ -1,13 +1,20 @@
-"""The order store: SQLite with a transactional outbox (DESIGN §3, CONTRACT §4, §7, §8).
+"""The order store: SQLite or PostgreSQL with a transactional outbox (DESIGN §3, CONTRACT
+§4, §7, §8).
 
 One transaction writes an order together with its "received" SMS outbox row and its
-`order_created` event row, so the three exist together or not at all. SQLite runs in WAL
-mode with `synchronous=FULL`, so a commit that returned survives power loss, not only a
-killed process. Every blocking sqlite3 call runs in `trio.to_thread.run_sync` behind a
-`CapacityLimiter(1)` that guards the single connection; the event loop never blocks on
-disk. Several processes may share one file (`boba serve --workers N`): every write runs
-in `BEGIN IMMEDIATE` (one writer at a time across processes, `busy_timeout` to wait),
-ids come from the database, and order numbers are chosen inside that write lock.
+`order_created` event row, so the three exist together or not at all. Every blocking
+database call runs in `trio.to_thread.run_sync`; the event loop never blocks on disk.
+
+SQLite runs in WAL mode with `synchronous=FULL`, so a commit that returned survives power
+loss, not only a killed process; a `CapacityLimiter(1)` guards the single connection.
+Several processes may share one file (`boba serve --workers N`): every write runs in
+`BEGIN IMMEDIATE` (one writer at a time across processes, `busy_timeout` to wait), ids
+come from the database, and order numbers are chosen inside that write lock.
+
+PostgreSQL takes several writers at once (instances, threads): a connection pool, no
+global lock, the schema's unique index and conditional updates for what must not race,
+event ids handed out at commit (`add_event_row`), LISTEN/NOTIFY to wake every instance
+(`StoreListener`), the outbox claimed with `SKIP LOCKED` (`_Db.claim_due_sms`).
 """
 
 from __future__ import annotations
@@ -1191,8 +1198,9 @@ class StoreChanges:
     SMS worker act at once and nobody else has to remember to wake them.
 
     Take `next_change()` BEFORE reading the store, then wait on it: a commit between the
-    read and the wait sets the event already taken, so it is never missed. Commits by other
-    processes or instances do not fire it; the feed and the worker poll for those.
+    read and the wait sets the event already taken, so it is never missed. On PostgreSQL
+    other instances' commits fire it too (`StoreListener`); commits by other processes on
+    one SQLite file do not, and the feed and the worker poll for those.
     """
 
     def __init__(self) -> None:
