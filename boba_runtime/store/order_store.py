@@ -544,7 +544,14 @@ class _PostgresConn:
             open=False,
             name="boba-store",
         )
-        self.pool.open(wait=True, timeout=max(busy_timeout, float(self.connect_timeout)))
+        # One plain connection first: its error says what is wrong (no such database, bad
+        # password, nobody listening), where the pool would only say it timed out.
+        psycopg.connect(url, connect_timeout=self.connect_timeout).close()
+        try:
+            self.pool.open(wait=True, timeout=max(busy_timeout, float(self.connect_timeout)))
+        except BaseException:
+            self.pool.close(timeout=0)  # its threads would retry forever
+            raise
 
     def _configure(self, raw: Any) -> None:
         raw.execute(f"SET lock_timeout = '{int(self._busy_timeout * 1000)}ms'")
