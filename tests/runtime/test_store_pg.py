@@ -1,9 +1,9 @@
-"""The store's backend-independent tests, again on PostgreSQL.
+"""The store's backend-independent tests, again on PostgreSQL, and the multi-writer ones.
 
-They use the server at `BOBA_TEST_POSTGRES_URL` (default
-postgresql://postgres@127.0.0.1:5432/test, the server every development and CI machine
-runs), each test in its own freshly created database, dropped afterwards. An unreachable
-server skips them locally and fails them when `CI` is set: in CI they must run.
+They use the server at `BOBA_TEST_POSTGRES_URL` (default postgresql://postgres@127.0.0.1:5432,
+the server every development and CI machine runs; a database name in it is ignored), each
+test in its own freshly created database, dropped afterwards. An unreachable server skips
+them locally and fails them when `CI` is set: in CI they must run.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import random
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -47,22 +48,28 @@ from tests.runtime.test_store import (  # noqa: F401
     test_stale_sending_becomes_unknown,
 )
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432"
+
+
+def server_part(url: str) -> str:
+    """`postgresql://user@host:port` of a URL, with or without a database name."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> str:
     """A base URL (no database name) of a PostgreSQL server that takes CREATE DATABASE."""
-    url = os.environ.get("BOBA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    server = server_part(os.environ.get("BOBA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
     try:
-        with psycopg.connect(url, connect_timeout=5) as probe:
+        with psycopg.connect(f"{server}/postgres", connect_timeout=5) as probe:
             probe.execute("SELECT 1")
     except psycopg.Error as error:
-        message = f"PostgreSQL at {url} is unreachable: {error}".strip()
+        message = f"PostgreSQL at {server} is unreachable: {error}".strip()
         if in_ci():
             pytest.fail(f"{message} (CI must run the PostgreSQL tests)", pytrace=False)
         pytest.skip(message)
-    return url.rsplit("/", 1)[0]
+    return server
 
 
 @pytest.fixture
