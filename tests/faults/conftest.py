@@ -8,13 +8,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from boba_runtime.cli.fdlimit import raise_open_files_limit
 from tests.conftest import in_ci
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,19 +27,21 @@ def open_files_headroom() -> None:
 
 @pytest.fixture
 def postgres_server() -> str:
-    """The server URL without a database (`BOBA_TEST_POSTGRES_URL` overrides the default);
-    unreachable: a skip on a developer's machine, a failure in CI."""
+    """The server URL without a database (`BOBA_TEST_POSTGRES_URL` overrides the default,
+    with or without a database name); unreachable: a skip on a developer's machine, a
+    failure in CI."""
     psycopg = pytest.importorskip("psycopg")
-    url = os.environ.get("BOBA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    parts = urlsplit(os.environ.get("BOBA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
+    server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))  # a database name: ignored
     try:
-        with psycopg.connect(url, connect_timeout=5) as probe:
+        with psycopg.connect(f"{server}/postgres", connect_timeout=5) as probe:
             probe.execute("SELECT 1")
     except psycopg.Error as error:
-        message = f"PostgreSQL at {url} is unreachable: {error}".strip()
+        message = f"PostgreSQL at {server} is unreachable: {error}".strip()
         if in_ci():
             pytest.fail(f"{message} (CI must run the fault suite on PostgreSQL)", pytrace=False)
         pytest.skip(message)
-    return url.rsplit("/", 1)[0]
+    return server
 
 
 @pytest.fixture
