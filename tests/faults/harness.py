@@ -33,10 +33,10 @@ import pytest
 import trio
 import trio_websocket
 
-from tests.conftest import show_output_on_failure
 from tests.fakes.fake_agent import AgentScriptError, FakeAgentSession, Script
 from tests.fakes.twilio_client import dial, hang_up_after
 from tests.fakes.twilio_rest import FakeTwilioRest
+from tests.helpers.failure_output import show_output_on_failure
 from tests.helpers.processes import Child, boba_command, checkout_env
 
 PUBLIC = "https://boba.example.com"
