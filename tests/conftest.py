@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import fake_agent, twilio_client
-# show_output_on_failure: still importable from here (same stash key, see its module)
 from tests.helpers.failure_output import OUTPUTS, show_output_on_failure  # noqa: F401
 from tests.helpers.server import RunningServer, running_server
 
