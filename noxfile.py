@@ -7,7 +7,9 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["tests", "lint", "typecheck", "browser", "fuzz", "deploy", "speech"]
+nox.options.sessions = [
+    "tests", "lint", "typecheck", "browser", "fuzz", "deploy", "speech", "faults",
+]
 
 LOCK = ("-c", "constraints.txt")
 """Every session installs the exact versions of the committed lock (CI's Python 3.11)."""
@@ -15,14 +17,26 @@ LOCK = ("-c", "constraints.txt")
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Protocol, golden, runtime and loopback tests (everything but browser, deploy, speech)."""
+    """Protocol, golden, runtime and loopback tests (all but browser, deploy, speech, faults)."""
     session.install("-e", ".[test]", *LOCK)
     # The speech and browser folders belong to their own sessions (they import engines and
-    # a browser this session does not install): not even collected here.
+    # a browser this session does not install): not even collected here; nor the faults.
     session.run(
-        "pytest", "-m", "not browser and not deploy and not speech", "--durations=10",
-        *(session.posargs or ("tests", "--ignore=tests/speech", "--ignore=tests/browser")),
+        "pytest", "-m", "not browser and not deploy and not speech and not faults",
+        "--durations=10",
+        *(session.posargs or ("tests", "--ignore=tests/speech", "--ignore=tests/browser",
+                              "--ignore=tests/faults")),
     )
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """The fault suite (docs/faults.md): real `boba serve` processes under SIGKILL, killed
+    PostgreSQL connections, a failing Twilio API and a burst of calls; each case prints its
+    figure (`FAULT ...`). Needs PostgreSQL (BOBA_TEST_POSTGRES_URL, default local)."""
+    session.install("-e", ".[test]", *LOCK)
+    session.run("pytest", "-m", "faults", "-s", "--durations=10",
+                *(session.posargs or ("tests/faults",)))
 
 
 @nox.session

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import msgspec
+import trio
 
 from boba_runtime.call.runner import (
     CLOSE_NORMAL,
@@ -59,6 +60,7 @@ SignatureCheck = Callable[[Settings, str, dict[str, Any], "ScopeHeaders | Header
 
 TWILIO_PATH = "/twilio"
 FORBIDDEN = "The X-Twilio-Signature is missing or wrong."
+DRAIN_SECONDS = 5.0  # after a call: how long the caller's close reply may take
 
 
 class ScopeHeaders:
@@ -98,6 +100,22 @@ class AsgiPhone:
         if self._closed or self._gone:
             raise PhoneClosed
         await self._send({"type": "websocket.send", "text": text})
+
+    async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
+        """Read and drop what the caller still sends until the socket is gone.
+
+        Hypercorn stops reading a socket while its queue to the app is full (10 events),
+        and nobody empties that queue once the app has returned: a call that ended while
+        its caller's frames were still queued never saw the caller's close reply, so the
+        TCP connection and its task stayed open for good (a burst of calls under load
+        found it, tests/faults/test_burst.py). Bounded: a caller that never closes is
+        Hypercorn's to time out."""
+        if self._gone:
+            return
+        with trio.move_on_after(timeout):
+            while (await self._receive())["type"] == "websocket.receive":
+                pass
+        self._gone = True
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         if self._closed:
@@ -144,7 +162,11 @@ def twilio_stream_handler(
             return
         await send({"type": "websocket.accept"})
         connector = calls.choose_agent(scope)
-        await run_call(AsgiPhone(receive, send), calls.deps, connector, authorize=authorize)
+        phone = AsgiPhone(receive, send)
+        try:
+            await run_call(phone, calls.deps, connector, authorize=authorize)
+        finally:
+            await phone.drain()
 
     return handle
 

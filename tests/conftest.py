@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
 
 from tests.fakes import fake_agent, twilio_client
+from tests.helpers.failure_output import OUTPUTS, show_output_on_failure  # noqa: F401
 from tests.helpers.server import RunningServer, running_server
 
 # Skips CI may have, by a substring of their reason. Keep this short: each entry is a test
@@ -73,13 +74,6 @@ def _allowed_skip(reason: str) -> str | None:
 
 
 _allowed_skips: list[str] = []
-_OUTPUTS = pytest.StashKey[list[tuple[str, Callable[[], str]]]]()
-
-
-def show_output_on_failure(item: pytest.Item, title: str, read: Callable[[], str]) -> None:
-    """If `item` fails, its report gets a section `title` with `read()` (e.g. the log of
-    a server process shared by several tests, which pytest's capture does not see)."""
-    item.stash.setdefault(_OUTPUTS, []).append((title, read))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -88,7 +82,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed:
-        for title, read in item.stash.get(_OUTPUTS, []):
+        for title, read in item.stash.get(OUTPUTS, []):
             report.sections.append((title, read()))
     _no_silent_skip(report, item.nodeid)
     return report

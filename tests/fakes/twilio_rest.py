@@ -16,7 +16,8 @@ account sid / auth token) answers 201 with `sid`, `status`, `to`, `from`, `body`
 status) and `GET /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json[?PhoneNumber=…]`
 pages through `add_number(...)`'s numbers, both in Twilio's JSON shapes (`boba check`).
 Every request is recorded, including failed, dropped and unauthorised ones. Unscripted
-requests succeed.
+requests succeed, unless `message_policy` is set: a function of the form that picks the
+behaviour of each unscripted Messages request (steady faults, e.g. half of them failing).
 `stop_listening()` / `start_listening()` close and reopen the port (connection refused).
 
 It validates what Twilio validates, with Twilio's own error JSON (`code`, `message`,
@@ -41,6 +42,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -179,6 +181,8 @@ class FakeTwilioRest:
         self.account_status = "active"  # Twilio's account status: active, suspended, closed
         self.account_type = "Full"  # or "Trial"
         self.numbers: list[IncomingNumber] = []
+        # Behaviour of unscripted Messages requests, from their form (None: succeed).
+        self.message_policy: Callable[[dict[str, str]], Behaviour] | None = None
         self._requests: list[RecordedRequest] = []
         self._closing = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -321,10 +325,13 @@ class FakeTwilioRest:
 
     # -- used by the handler thread --
 
-    def _next_behaviour(self, kind: str) -> Behaviour:
+    def _next_behaviour(self, kind: str, form: dict[str, str] | None = None) -> Behaviour:
         with self._lock:
             script = self._scripts.get(kind)
-            return script.popleft() if script else Succeed()
+            if script:
+                return script.popleft()
+            policy = self.message_policy if kind == "message" else None
+        return policy(form or {}) if policy is not None else Succeed()
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -521,7 +528,7 @@ class _Handler(BaseHTTPRequestHandler):
             record(f"invalid:{invalid['code']}")
             self._answer(400, invalid)
             return
-        behaviour = fake._next_behaviour(kind)
+        behaviour = fake._next_behaviour(kind, form)
         match behaviour:
             case Fail(status=status, code=code, message=text):
                 record(f"fail:{status}")

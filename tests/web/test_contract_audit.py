@@ -31,7 +31,6 @@ from boba_proto.model import Order
 from boba_runtime.cli.serve import run_shop
 from boba_runtime.store.feed import DEFAULT_PING_INTERVAL
 from boba_runtime.store.order_store import OrderStore
-from tests.conftest import show_output_on_failure
 from tests.fakes.twilio_client import (
     form,
     make_call_sid,
@@ -41,6 +40,7 @@ from tests.fakes.twilio_client import (
     sign,
 )
 from tests.fakes.twilio_rest import FakeTwilioRest
+from tests.helpers.failure_output import show_output_on_failure
 from tests.helpers.orders import draft
 from tests.helpers.processes import Child, boba_command, run_child
 from tests.helpers.sse import SseFrame, sse_frames
