@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
+import trio
 
 from boba_runtime.call.runner import (
     CLOSE_NORMAL,
@@ -46,6 +47,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 SignatureCheck = Callable[[Settings, str, dict[str, Any], "ScopeHeaders"], bool]
 
 TWILIO_PATH = "/twilio"
+DRAIN_SECONDS = 5.0
+"""How long a finished call waits for the caller's side to answer its close frame."""
 FORBIDDEN = "The X-Twilio-Signature is missing or wrong."
 
 
@@ -94,6 +97,25 @@ class AsgiPhone:
         if not self._gone:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
+    async def drain(self, seconds: float = DRAIN_SECONDS) -> None:
+        """Read and drop what the peer still sends until it has gone (its close reply or
+        the end of the TCP connection), for at most `seconds`.
+
+        Hypercorn puts each incoming message into a bounded queue (10) that only this
+        handler reads, and reads the socket only while the queue has room; its queue is
+        never closed when the handler returns. A call that ends while the caller's audio
+        is still arriving stops reading, the queue fills, and Hypercorn never reads the
+        caller's close reply: the connection then stays open for good (Twilio waits for
+        its end; a graceful shutdown waits its whole grace period). Draining until the
+        disconnect lets Hypercorn see the reply and close the socket.
+        """
+        if self._gone:
+            return
+        with trio.move_on_after(seconds):
+            while (await self._receive())["type"] != "websocket.disconnect":
+                pass
+            self._gone = True
+
 
 async def _deny(scope: Scope, send: Send) -> None:
     """403 with the JSON error body, before the handshake completes."""
@@ -132,7 +154,11 @@ def twilio_stream_handler(
             return
         await send({"type": "websocket.accept"})
         connector = calls.choose_agent(scope)
-        await run_call(AsgiPhone(receive, send), calls.deps, connector, authorize=authorize)
+        phone = AsgiPhone(receive, send)
+        try:
+            await run_call(phone, calls.deps, connector, authorize=authorize)
+        finally:
+            await phone.drain()  # bounded; then Hypercorn can close the socket
 
     return handle
 
