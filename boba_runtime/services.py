@@ -25,7 +25,12 @@ from boba_runtime.config.auth import CredentialLimiter
 from boba_runtime.config.secrets import Secrets, load_secrets
 from boba_runtime.config.settings import Settings, SettingsError
 from boba_runtime.metrics import Metrics
-from boba_runtime.store.feed import DEFAULT_PING_INTERVAL, DEFAULT_POLL_INTERVAL, EventFeed
+from boba_runtime.store.feed import (
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    NOTIFIED_POLL_INTERVAL,
+    EventFeed,
+)
 from boba_runtime.store.order_store import OrderStore, StoreError, utc_now
 from boba_runtime.store.shop import ShopState, ShopStore, shop_zone, zone_exists
 
@@ -105,6 +110,8 @@ async def open_services(
             store = await OrderStore.open(settings.database)
         except StoreError as error:  # a URL this build cannot use, a path it cannot open
             raise SettingsError("BOBA_DATABASE", str(error)) from None
+    if store.dialect == "postgresql" and poll_interval == DEFAULT_POLL_INTERVAL:
+        poll_interval = NOTIFIED_POLL_INTERVAL  # NOTIFY wakes the feed; the poll is a net
     try:
         async with trio.open_nursery() as nursery:
             feed_options: dict[str, Any] = {

@@ -21,7 +21,9 @@ No module-level state: everything is built per call of `create_app` from `Servic
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from quart import request
@@ -35,16 +37,19 @@ from boba_runtime.call.agent_link import AgentConnector, local_agent_url, websoc
 from boba_runtime.call.media_batch import CallerAudioBatcher
 from boba_runtime.call.preopen import PreopenedAgents
 from boba_runtime.call.recorder import recorder_factory
+from boba_runtime.call.registry import ENDED_SECONDS, CallOutcome
 from boba_runtime.call.runner import (
     AgentChooser,
     CallDeps,
     CallRecorderLike,
     CallWiring,
+    ShareOutcome,
     call_config_from_settings,
 )
 from boba_runtime.cli import serve
 from boba_runtime.config.settings import WILDCARD_HOSTS, Settings, is_loopback_host
 from boba_runtime.services import Services
+from boba_runtime.store.order_store import StoreError
 from boba_web.api import register_api
 from boba_web.calls_routes import register_calls_routes
 from boba_web.errors import register_error_handlers
@@ -60,6 +65,24 @@ MAX_REQUEST_BYTES = 1024 * 1024  # larger bodies get 413 JSON
 
 
 # --- calls ------------------------------------------------------------------------------------
+
+
+log = logging.getLogger(__name__)
+
+
+def outcome_sharer(services: Services) -> ShareOutcome:
+    """How a call ended, saved in the store for `/voice/after` on any instance; a store
+    that does not answer costs only the apology on another instance (logged)."""
+    store = services.store
+
+    async def share(call_sid: str, outcome: CallOutcome) -> None:
+        expires_at = store.clock() + timedelta(seconds=ENDED_SECONDS)
+        try:
+            await store.save_call_outcome(call_sid, outcome.value, expires_at=expires_at)
+        except StoreError as exc:
+            log.warning("call %s: could not store how it ended (%s)", call_sid, exc)
+
+    return share
 
 
 def build_call_deps(services: Services) -> CallDeps:
@@ -83,6 +106,7 @@ def build_call_deps(services: Services) -> CallDeps:
         caller_audio=CallerAudioBatcher(),
         preopened=PreopenedAgents(),  # DESIGN §5: opened at /voice, used within 5 s
         shop=services.shop,
+        share_outcome=outcome_sharer(services),
     )
 
 

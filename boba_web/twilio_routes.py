@@ -178,6 +178,23 @@ def token_check(registry: CallRegistry, store: Any) -> Authorize:
     return authorize
 
 
+async def shared_outcome(store: Any, call_sid: str) -> CallOutcome | None:
+    """How the call ended, as the instance that ran its stream stored it; None if nobody
+    stored it or the store does not answer (then no apology: logged)."""
+    try:
+        stored = await store.call_outcome(call_sid)
+    except StoreError as exc:
+        log.warning("call %s: cannot ask the store how the call ended (%s)", call_sid, exc)
+        return None
+    if stored is None:
+        return None
+    try:
+        return CallOutcome(stored)
+    except ValueError:
+        log.warning("call %s: the store holds an unknown call outcome %r", call_sid, stored)
+        return None
+
+
 # --- routes -----------------------------------------------------------------------------------
 
 
@@ -252,6 +269,8 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         call_sid = form.get("CallSid", "")
         registry.release(call_sid)  # the stream is over either way
         outcome = registry.outcome(call_sid)
+        if outcome is None and call_sid:  # the stream may have run on another instance
+            outcome = await shared_outcome(services.store, call_sid)
         twiml = after_twiml(outcome, settings.transfer_number)
         return Response(twiml, 200, content_type=TWIML)
 

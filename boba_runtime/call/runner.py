@@ -170,6 +170,14 @@ class CallDeps:
     caller_audio: CallerAudioBatcher | None = None  # None: each call resamples on its own
     preopened: PreopenedAgents | None = None  # agent links opened while /voice answered
     shop: ShopState | None = None  # what is sold out now (CONTRACT §12)
+    share_outcome: ShareOutcome | None = None
+    """Tells every instance how a call ended (the store's `call_outcomes`): called before
+    the phone socket closes, because Twilio's `/voice/after` that follows may reach
+    another instance. Must not raise for the store's trouble (log it)."""
+
+
+ShareOutcome = Callable[[str, CallOutcome], Awaitable[None]]
+"""`(call_sid, outcome)` → saved where `/voice/after` on any instance finds it."""
 
 
 AgentChooser = Callable[[Mapping[str, Any]], AgentConnector]
@@ -735,6 +743,7 @@ async def _run_call(
                     # The file is complete by the time Twilio (or a test) hears the end.
                     with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
                         await call.recorder.flush()
+                await _share_outcome(call, deps)
                 await call.close_phone()
     except Exception:
         # Our own bug: the caller should hear the apology rather than silence.
@@ -752,6 +761,19 @@ async def _run_call(
             deps.metrics.call_ended(trio.current_time() - call.t0)
     call.report.malformed = call.session.malformed_count  # the core counts them, once
     return call.report
+
+
+async def _share_outcome(call: _Call, deps: CallDeps) -> None:
+    """The registry's answer for this call, told to every instance before the phone side
+    closes (that close makes Twilio fetch `/voice/after`, maybe from another instance)."""
+    call_sid = call.report.call_sid
+    if deps.share_outcome is None or not call_sid:
+        return
+    outcome = deps.registry.outcome(call_sid)
+    if outcome is None:
+        return
+    with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+        await deps.share_outcome(call_sid, outcome)
 
 
 # --- the call template from settings ------------------------------------------------------------

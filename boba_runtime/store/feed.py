@@ -3,8 +3,9 @@
 Why the table and not an in-process list: ids then come from the store, so they are the
 same on every worker and instance, and `Last-Event-ID` replay works after a restart
 (CONTRACT §7). The store's change signal (`OrderStore.changes`) wakes the feed after
-every local commit, so events go out at once; the poll interval catches events committed
-by other processes and instances.
+every local commit, and on PostgreSQL after every other instance's commit too (NOTIFY), so
+events go out at once; the poll interval catches events committed by other processes on
+a shared SQLite file.
 
 Fan-out never waits for a client: every subscriber has a bounded memory channel and gets
 events with `send_nowait`; one whose buffer is full is dropped (its stream ends and the
@@ -23,6 +24,9 @@ import trio
 log = logging.getLogger("boba.feed")
 
 DEFAULT_POLL_INTERVAL = 0.15  # seconds between looks at the table when nobody notifies
+# PostgreSQL: every instance's commits wake the feed (LISTEN/NOTIFY, `StoreListener`, which
+# also polls while it cannot listen), so the table is read on a timer only as a safety net.
+NOTIFIED_POLL_INTERVAL = 2.0
 DEFAULT_CLIENT_BUFFER = 256  # events a client may fall behind before it is dropped
 # CONTRACT §7: a `: ping` at least every 15 s. Idle for exactly 15 s would land just after
 # that (a client timing out at 15 s would miss it), so ping with a margin.

@@ -1,13 +1,20 @@
-"""The order store: SQLite with a transactional outbox (DESIGN §3, CONTRACT §4, §7, §8).
+"""The order store: SQLite or PostgreSQL with a transactional outbox (DESIGN §3, CONTRACT
+§4, §7, §8).
 
 One transaction writes an order together with its "received" SMS outbox row and its
-`order_created` event row, so the three exist together or not at all. SQLite runs in WAL
-mode with `synchronous=FULL`, so a commit that returned survives power loss, not only a
-killed process. Every blocking sqlite3 call runs in `trio.to_thread.run_sync` behind a
-`CapacityLimiter(1)` that guards the single connection; the event loop never blocks on
-disk. Several processes may share one file (`boba serve --workers N`): every write runs
-in `BEGIN IMMEDIATE` (one writer at a time across processes, `busy_timeout` to wait),
-ids come from the database, and order numbers are chosen inside that write lock.
+`order_created` event row, so the three exist together or not at all. Every blocking
+database call runs in `trio.to_thread.run_sync`; the event loop never blocks on disk.
+
+SQLite runs in WAL mode with `synchronous=FULL`, so a commit that returned survives power
+loss, not only a killed process; a `CapacityLimiter(1)` guards the single connection.
+Several processes may share one file (`boba serve --workers N`): every write runs in
+`BEGIN IMMEDIATE` (one writer at a time across processes, `busy_timeout` to wait), ids
+come from the database, and order numbers are chosen inside that write lock.
+
+PostgreSQL takes several writers at once (instances, threads): a connection pool, no
+global lock, the schema's unique index and conditional updates for what must not race,
+event ids handed out at commit (`add_event_row`), LISTEN/NOTIFY to wake every instance
+(`StoreListener`), the outbox claimed with `SKIP LOCKED` (`_Db.claim_due_sms`).
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import math
 import os
 import random
 import re
+import socket
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,6 +226,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at TEXT NOT NULL
         )""",
     ),
+    (  # 5: several instances on one database: who claimed an SMS; how calls ended
+        "ALTER TABLE sms_outbox ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE sms_outbox ADD COLUMN claimed_at TEXT",
+        """CREATE TABLE call_outcomes (
+            call_sid TEXT PRIMARY KEY,
+            outcome TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX call_outcomes_expiry ON call_outcomes (expires_at)",
+    ),
 )
 
 # PostgreSQL: the same tables. Times are text in the "C" collation so that text order is
@@ -289,6 +308,16 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at TEXT COLLATE "C" NOT NULL
         )""",
     ),
+    (  # 5: as for SQLite
+        "ALTER TABLE sms_outbox ADD COLUMN claimed_by TEXT",
+        'ALTER TABLE sms_outbox ADD COLUMN claimed_at TEXT COLLATE "C"',
+        """CREATE TABLE call_outcomes (
+            call_sid TEXT PRIMARY KEY,
+            outcome TEXT NOT NULL,
+            expires_at TEXT COLLATE "C" NOT NULL
+        )""",
+        "CREATE INDEX call_outcomes_expiry ON call_outcomes (expires_at)",
+    ),
 )
 
 ORDER_COLUMNS = """o.id, o.order_number, o.status, o.phone, o.items, o.total_cents,
@@ -344,6 +373,18 @@ class _Conn(Protocol):
     dialect: str  # "sqlite" | "postgresql": for the few queries that differ
     unavailable_errors: tuple[type[BaseException], ...]  # → StoreUnavailable
     integrity_errors: tuple[type[BaseException], ...]  # our bug: surfaces as it is
+    max_concurrency: int  # store operations that may run at once (threads)
+    skip_locked: str  # appended to an outbox claim's SELECT ("" where writers queue anyway)
+
+    def session(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def migrating(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def lock_event_ids(self) -> None: ...
+
+    def notify_change(self) -> None: ...
+
+    def is_unique_violation(self, exc: BaseException, constraint: str) -> bool: ...
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> _Cursor: ...
 
@@ -381,6 +422,8 @@ class _SqliteConn:
     dialect = "sqlite"
     unavailable_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    max_concurrency = 1  # one connection, used by one thread at a time
+    skip_locked = ""  # BEGIN IMMEDIATE: one writer at a time, nothing to skip
 
     def __init__(self, path: str, busy_timeout: float) -> None:
         if path != ":memory:":
@@ -420,6 +463,21 @@ class _SqliteConn:
         if self.raw.in_transaction:
             self.raw.execute("ROLLBACK")
 
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # one connection for everything
+
+    def migrating(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # the migration's BEGIN IMMEDIATE is enough
+
+    def lock_event_ids(self) -> None:
+        pass  # BEGIN IMMEDIATE already made this the only writer
+
+    def notify_change(self) -> None:
+        pass  # other processes on the file poll it
+
+    def is_unique_violation(self, exc: BaseException, constraint: str) -> bool:
+        return False  # numbers are chosen inside the write lock: no race to lose
+
     def ensure_open(self) -> None:
         pass  # a file does not hang up
 
@@ -431,40 +489,106 @@ StoreConnection = _Conn
 """What `OrderStore.read` and `write` hand to their work function."""
 
 
-PG_WRITE_LOCK = 0x626F6261  # "boba": one writer at a time, like SQLite's BEGIN IMMEDIATE
+PG_MIGRATE_LOCK = 0x626F6261  # "boba": one migrating instance at a time (session lock)
+PG_EVENT_LOCK = 0x626F6265  # "bobe": event ids handed out in commit order (xact lock)
+PG_NOTIFY_CHANNEL = "boba_events"
+DEFAULT_POOL_SIZE = 8  # connections per process; worker threads wait for a free one
 
 
 class _PostgresConn:
-    """PostgreSQL through sync psycopg (its async API is asyncio-only).
+    """PostgreSQL through sync psycopg (its async API is asyncio-only) and a connection pool.
 
-    Writers take one transaction-scoped advisory lock, so order numbers are chosen and
-    event ids handed out exactly as with SQLite: in commit order, shared by every
-    instance. A dropped connection is reopened at the next operation.
+    Several writers run at once, in several threads and instances: nothing takes a global
+    lock. Each store operation checks a connection out of the pool (`session`) and binds it
+    to its worker thread, so the `_Conn` methods need no connection argument. The pool
+    checks a connection before handing it out and replaces a dead one, so after the server
+    restarts or kills our backends the operation in flight fails (`StoreUnavailable`) and
+    the next ones work again, without restarting BobaRista.
     """
 
     migrations = PG_MIGRATIONS
     dialect = "postgresql"
+    skip_locked = " FOR UPDATE SKIP LOCKED"  # an outbox row another instance claims is skipped
 
-    def __init__(self, url: str, busy_timeout: float) -> None:
+    def __init__(
+        self, url: str, busy_timeout: float, *, name: str = "", pool_size: int = DEFAULT_POOL_SIZE
+    ) -> None:
         try:
             import psycopg
+            from psycopg_pool import ConnectionPool
         except ImportError as exc:
             raise StoreConfigError(
-                "BOBA_DATABASE is a PostgreSQL URL but the psycopg package is not installed "
-                "(pip install 'psycopg[binary]')"
+                "BOBA_DATABASE is a PostgreSQL URL but psycopg or psycopg-pool is not "
+                "installed (pip install 'psycopg[binary]' psycopg-pool)"
             ) from exc
         self._psycopg = psycopg
-        self._url = url
+        self.url = url
+        self.connect_timeout = max(1, math.ceil(busy_timeout))
         self._busy_timeout = busy_timeout
         self.unavailable_errors: tuple[type[BaseException], ...] = (psycopg.Error,)
         self.integrity_errors: tuple[type[BaseException], ...] = (psycopg.IntegrityError,)
-        self.raw = self._connect()
-
-    def _connect(self) -> Any:
-        raw = self._psycopg.connect(
-            self._url, autocommit=True, connect_timeout=max(1, math.ceil(self._busy_timeout))
+        self.max_concurrency = pool_size
+        self._local = threading.local()
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={
+                "autocommit": True,  # we issue BEGIN / COMMIT ourselves
+                "connect_timeout": self.connect_timeout,
+                "application_name": f"boba {name}"[:63],
+            },
+            configure=self._configure,
+            timeout=busy_timeout,  # waiting for a free connection → StoreUnavailable
+            reconnect_timeout=5.0,  # per attempt series; the pool grows again when asked
+            open=False,
+            name="boba-store",
         )
+        # One plain connection first: its error says what is wrong (no such database, bad
+        # password, nobody listening), where the pool would only say it timed out.
+        psycopg.connect(url, connect_timeout=self.connect_timeout).close()
+        try:
+            self.pool.open(wait=True, timeout=max(busy_timeout, float(self.connect_timeout)))
+        except BaseException:
+            self.pool.close(timeout=0)  # its threads would retry forever
+            raise
+
+    def _configure(self, raw: Any) -> None:
         raw.execute(f"SET lock_timeout = '{int(self._busy_timeout * 1000)}ms'")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Bind one pooled connection to this thread for one store operation."""
+        if getattr(self._local, "raw", None) is not None:
+            yield  # nested (a store extension calling a store method): same connection
+            return
+        raw = self._live_connection()
+        self._local.raw = raw
+        try:
+            yield
+        finally:
+            self._local.raw = None
+            self.pool.putconn(raw)  # rolled back if a transaction is still open
+
+    def _live_connection(self) -> Any:
+        """A pooled connection that answers. A dead one (its backend killed, the server
+        restarted) goes back to the pool, which replaces it, and the next is tried at
+        once: the pool's own check would wait 1 s, 2 s, 4 s between dead connections."""
+        for _ in range(self.max_concurrency):
+            raw = self.pool.getconn()
+            try:
+                raw.execute("")  # one round trip, no statement
+            except self._psycopg.Error:
+                self.pool.putconn(raw)  # broken: closed and replaced
+                continue
+            return raw
+        return self.pool.getconn()  # by now a fresh one, or PoolTimeout → StoreUnavailable
+
+    @property
+    def raw(self) -> Any:
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raise RuntimeError("a PostgreSQL store call outside `_Db.call` (no connection)")
         return raw
 
     @staticmethod
@@ -481,42 +605,70 @@ class _PostgresConn:
 
     def begin_write(self) -> None:
         self.raw.execute("BEGIN")
-        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (PG_WRITE_LOCK,))
 
     def commit(self) -> None:
         self.raw.execute("COMMIT")
 
     def rollback_if_open(self) -> None:
         idle = self._psycopg.pq.TransactionStatus.IDLE
-        if not self.raw.closed and not self.raw.broken and self.raw.info.transaction_status != idle:
-            self.raw.execute("ROLLBACK")
+        raw = self.raw
+        if not raw.closed and not raw.broken and raw.info.transaction_status != idle:
+            raw.execute("ROLLBACK")
+
+    def lock_event_ids(self) -> None:
+        """Hold the event-id lock until this transaction ends (see `_Db._add_event`)."""
+        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (PG_EVENT_LOCK,))
+
+    def notify_change(self) -> None:
+        """Wake every instance's listener when this transaction commits (and not before)."""
+        self.raw.execute(f"SELECT pg_notify('{PG_NOTIFY_CHANNEL}', '')")
+
+    def is_unique_violation(self, exc: BaseException, constraint: str) -> bool:
+        unique = self._psycopg.errors.UniqueViolation
+        return isinstance(exc, unique) and exc.diag.constraint_name == constraint
+
+    @contextlib.contextmanager
+    def migrating(self) -> Iterator[None]:
+        """One instance migrates at a time: instances started together on an empty
+        database would otherwise race to create the same tables."""
+        self.raw.execute("SELECT pg_advisory_lock(%s)", (PG_MIGRATE_LOCK,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(self._psycopg.Error):  # a dead session dropped it
+                self.raw.execute("SELECT pg_advisory_unlock(%s)", (PG_MIGRATE_LOCK,))
 
     def ensure_open(self) -> None:
-        if self.raw.closed or self.raw.broken:
-            with contextlib.suppress(Exception):
-                self.raw.close()
-            self.raw = self._connect()
+        pass  # the pool checks each connection as it hands it out
 
     def close(self) -> None:
-        self.raw.close()
+        self.pool.close(timeout=5.0)
+
+
+NUMBER_ATTEMPTS = 20
+"""Commits of one order that may lose its number to a concurrent commit (PostgreSQL)."""
 
 
 class _Db:
-    """The blocking half: one connection, used by one thread at a time (the limiter)."""
+    """The blocking half, run in worker threads: SQLite's one connection (one thread at a
+    time, the store's limiter), or PostgreSQL's pool (one connection per operation)."""
 
-    def __init__(self, conn: _Conn, rng: random.Random) -> None:
+    def __init__(self, conn: _Conn, rng: random.Random, instance_id: str = "") -> None:
         self._rng = rng
         self.conn = conn
+        self.instance_id = instance_id or new_instance_id()
         try:
-            self._migrate()
+            with conn.session(), conn.migrating():
+                self._migrate()
         except BaseException:
             conn.close()
             raise
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one store operation (in the worker thread), reconnecting first if needed."""
-        self.conn.ensure_open()
-        return fn(*args)
+        """Run one store operation (in a worker thread) on a connection of its own."""
+        with self.conn.session():
+            self.conn.ensure_open()
+            return fn(*args)
 
     def close(self) -> None:
         self.conn.close()
@@ -586,14 +738,7 @@ class _Db:
 
     @staticmethod
     def _add_event(conn: _Conn, now: str, event: rules.OrderEvent) -> None:
-        data = _EVENT_ENCODER.encode(event).decode()
-        # max + 1 inside the write lock: ids are handed out in commit order, so a reader
-        # tailing the table never sees a lower id appear after a higher one.
-        conn.execute(
-            "INSERT INTO events (id, created_at, data) "
-            "SELECT coalesce(max(id), 0) + 1, ?, ? FROM events",
-            (now, data),
-        )
+        add_event_row(conn, now, _EVENT_ENCODER.encode(event).decode())
 
     @staticmethod
     def _queue_sms(
@@ -624,6 +769,8 @@ class _Db:
         items = msgspec.json.encode(draft.items).decode()
 
         def work(conn: _Conn) -> Order:
+            # No lock: on PostgreSQL a concurrent commit may take the same number first;
+            # the partial unique index refuses the second and `_commit_numbered` retries.
             number = self._pick_number(conn)
             # CONTRACT §12: the wait counts the drinks of the received orders ahead, read
             # inside the write lock like the number.
@@ -641,10 +788,25 @@ class _Db:
             )
             sms = rules.SMS_ON_ENTERING[OrderStatus.RECEIVED]
             self._queue_sms(conn, order_id, sms, draft.phone, number, precise, minutes)
-            self._add_event(conn, precise, rules.order_created(number))
+            self._add_event(conn, precise, rules.order_created(number))  # last: see there
             return self._order_by_id(conn, order_id)
 
-        return self._write(work)
+        return self._commit_numbered(work)
+
+    def _commit_numbered(self, work: Callable[[_Conn], T]) -> T:
+        """`_write(work)`, again (with a fresh number) when a concurrent commit took the
+        number first: the index `orders_active_number` keeps active numbers unique."""
+        for attempt in range(1, NUMBER_ATTEMPTS + 1):
+            try:
+                return self._write(work)
+            except Exception as exc:
+                if not self.conn.is_unique_violation(exc, "orders_active_number"):
+                    raise
+                log.info("store: order number taken by a concurrent commit (try %d)", attempt)
+        raise StoreUnavailable(
+            f"{NUMBER_ATTEMPTS} concurrent commits took the chosen order numbers first; "
+            "try again"
+        )
 
     @staticmethod
     def _find(conn: _Conn, number: str) -> tuple[int, Order] | None:
@@ -696,25 +858,26 @@ class _Db:
         precise = format_precise_time(now)
 
         def work(conn: _Conn) -> tuple[Order, bool]:
-            found = self._find(conn, number)
-            if found is None:
-                raise OrderNotFound(f"there is no order {number}")
-            order_id, order = found
-            verdict = rules.check_transition(order.status, target)
-            if verdict is rules.Transition.ALREADY_DONE:
-                return order, False
-            if verdict is rules.Transition.CONFLICT:
-                raise OrderConflict(rules.conflict_message(number, order.status, target))
-            if target is OrderStatus.READY:
-                conn.execute(
-                    "UPDATE orders SET status = ?, ready_at = ? WHERE id = ?",
-                    (target.value, stamp, order_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE orders SET status = ?, finished_at = ? WHERE id = ?",
-                    (target.value, stamp, order_id),
-                )
+            # Conditional on the status read: a concurrent change (another instance's
+            # staff tablet, the expiry) makes the UPDATE match nothing, and the order is
+            # read and judged again, so both ask as if they had come one after the other.
+            while True:
+                found = self._find(conn, number)
+                if found is None:
+                    raise OrderNotFound(f"there is no order {number}")
+                order_id, order = found
+                verdict = rules.check_transition(order.status, target)
+                if verdict is rules.Transition.ALREADY_DONE:
+                    return order, False
+                if verdict is rules.Transition.CONFLICT:
+                    raise OrderConflict(rules.conflict_message(number, order.status, target))
+                column = "ready_at" if target is OrderStatus.READY else "finished_at"
+                changed = conn.execute(
+                    f"UPDATE orders SET status = ?, {column} = ? WHERE id = ? AND status = ?",
+                    (target.value, stamp, order_id, order.status.value),
+                ).rowcount
+                if changed == 1:
+                    break
             sms = rules.SMS_ON_ENTERING.get(target)
             if sms is not None:
                 self._queue_sms(conn, order_id, sms, order.phone, number, precise)
@@ -736,16 +899,17 @@ class _Db:
                 )
             ]
             expired = []
-            for order_id in ids:
-                conn.execute(
-                    "UPDATE orders SET status = ?, finished_at = ? WHERE id = ?",
-                    (rules.EXPIRED_STATUS.value, stamp, order_id),
-                )
-                order = self._order_by_id(conn, order_id)
+            for order_id in ids:  # another instance's expiry may have taken some first
+                changed = conn.execute(
+                    "UPDATE orders SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
+                    (rules.EXPIRED_STATUS.value, stamp, order_id, OrderStatus.READY.value),
+                ).rowcount
+                if changed == 1:
+                    expired.append(self._order_by_id(conn, order_id))
+            for order in expired:  # the events last: they take the event-id lock
                 self._add_event(
                     conn, precise, rules.status_changed(order.order_number, rules.EXPIRED_STATUS)
                 )
-                expired.append(order)
             return expired
 
         return self._write(work)
@@ -789,15 +953,61 @@ class _Db:
         precise = format_precise_time(now)
 
         def work(conn: _Conn) -> bool:
-            cursor = conn.execute(
-                "UPDATE sms_outbox SET state = 'sending', attempts = attempts + 1, "
-                "first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ? "
-                "WHERE id = ? AND state = 'queued'",
-                (precise, precise, message_id),
-            )
-            return cursor.rowcount == 1
+            return self._claim_sms(conn, message_id, precise)
 
         return self._write(work)
+
+    def _claim_sms(self, conn: _Conn, message_id: int, precise: str) -> bool:
+        """queued → sending, the attempt counted and the claimer named; False if taken."""
+        cursor = conn.execute(
+            "UPDATE sms_outbox SET state = 'sending', attempts = attempts + 1, "
+            "first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?, "
+            "claimed_by = ?, claimed_at = ? WHERE id = ? AND state = 'queued'",
+            (precise, precise, self.instance_id, precise, message_id),
+        )
+        return cursor.rowcount == 1
+
+    def claim_due_sms(self, now: datetime, limit: int) -> list[OutboxMessage]:
+        """Claim up to `limit` due messages for this instance, in one transaction.
+
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two instances' workers claiming at the
+        same moment take different rows instead of queueing on the same ones (and the
+        loser of a row never sends it: the claim is conditional on `queued`).
+        """
+        precise = format_precise_time(now)
+
+        def work(conn: _Conn) -> list[OutboxMessage]:
+            ids = [
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT id FROM sms_outbox WHERE state = 'queued' AND next_attempt_at <= ? "
+                    "ORDER BY next_attempt_at, id LIMIT ?" + conn.skip_locked,
+                    (precise, limit),
+                )
+            ]
+            claimed = [i for i in ids if self._claim_sms(conn, i, precise)]
+            return [self._outbox_message(conn, i) for i in claimed]
+
+        return self._write(work)
+
+    @staticmethod
+    def _outbox_message(conn: _Conn, message_id: int) -> OutboxMessage:
+        """The message as it was before this attempt was counted (what `due_sms` shows)."""
+        r = conn.execute(
+            "SELECT m.id, o.order_number, m.kind, m.to_phone, m.body, m.attempts - 1, "
+            "CASE WHEN m.attempts = 1 THEN NULL ELSE m.first_attempt_at END "
+            "FROM sms_outbox m JOIN orders o ON o.id = m.order_id WHERE m.id = ?",
+            (message_id,),
+        ).fetchone()
+        return OutboxMessage(
+            id=int(r[0]),
+            order_number=r[1],
+            kind=r[2],
+            to=r[3],
+            body=r[4],
+            attempts=int(r[5]),
+            first_attempt_at=r[6],
+        )
 
     def mark_sms_result(
         self,
@@ -825,14 +1035,21 @@ class _Db:
         return self._write(work)
 
     def mark_stale_sending_unknown(self, cutoff: datetime, exclude: frozenset[int]) -> list[int]:
+        """Claims older than `cutoff`, and claims of an instance on this host that is gone."""
+        stale = format_precise_time(cutoff)
+
         def work(conn: _Conn) -> list[int]:
             ids = [
-                int(row[0])
-                for row in conn.execute(
-                    "SELECT id FROM sms_outbox WHERE state = 'sending' AND last_attempt_at <= ?",
-                    (format_precise_time(cutoff),),
+                int(message_id)
+                for message_id, claimed_at, claimed_by in conn.execute(
+                    "SELECT id, coalesce(claimed_at, last_attempt_at), claimed_by "
+                    "FROM sms_outbox WHERE state = 'sending'"
                 )
-                if int(row[0]) not in exclude
+                if int(message_id) not in exclude
+                and (
+                    str(claimed_at) <= stale
+                    or (claimed_by and instance_is_dead(str(claimed_by), self.instance_id))
+                )
             ]
             for message_id in ids:
                 conn.execute(
@@ -885,8 +1102,82 @@ class _Db:
         ).fetchone()
         return row is not None
 
+    # -- how calls ended, for `/voice/after` on whichever instance Twilio calls --
+
+    def save_call_outcome(
+        self, call_sid: str, outcome: str, expires_at: datetime, now: datetime
+    ) -> None:
+        def work(conn: _Conn) -> None:
+            conn.execute("DELETE FROM call_outcomes WHERE expires_at <= ?", (format_time(now),))
+            conn.execute(
+                "INSERT INTO call_outcomes (call_sid, outcome, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (call_sid) DO UPDATE SET outcome = excluded.outcome, "
+                "expires_at = excluded.expires_at",
+                (call_sid, outcome, format_time(expires_at)),
+            )
+
+        self._write(work)
+
+    def call_outcome(self, call_sid: str, now: datetime) -> str | None:
+        row = self.conn.execute(
+            "SELECT outcome FROM call_outcomes WHERE call_sid = ? AND expires_at > ?",
+            (call_sid, format_time(now)),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def ping(self) -> None:
         self.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+
+
+def add_event_row(conn: _Conn, now: str, data: str) -> None:
+    """Append one event (SSE `id:` + `data:`); call it LAST in a write transaction.
+
+    Readers tail the table with `id > last` (this process's feed, other instances' feeds,
+    a browser replaying from `Last-Event-ID`), so an id must never become visible after a
+    higher one. Ids from a sequence would: two writers take 7 and 8, the one with 8
+    commits first, a reader moves past 8, and 7 is never read. Waiting for gaps to fill
+    would not do either: a rolled-back transaction leaves a gap that never fills, and every
+    event after it would wait out the timeout. So the id is handed out at commit time:
+    the transaction takes the event-id lock (PostgreSQL: an advisory lock held until
+    COMMIT; SQLite: its write lock already), then inserts max(id) + 1, then commits. Only
+    this insert and the commit run under the lock; choosing numbers, the order, the SMS row
+    and the status changes before it run concurrently. After the lock nothing but event
+    rows may be written, so no transaction waits for a row while holding it. The NOTIFY
+    goes out with the commit and wakes every instance's feed (`StoreListener`).
+    """
+    conn.lock_event_ids()
+    conn.execute(
+        "INSERT INTO events (id, created_at, data) "
+        "SELECT coalesce(max(id), 0) + 1, ?, ? FROM events",
+        (now, data),
+    )
+    conn.notify_change()
+
+
+def new_instance_id() -> str:
+    """Who claims outbox rows: `host:pid:random` (the random part tells a restarted
+    container's pid 1 from its previous life)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def instance_is_dead(instance: str, me: str) -> bool:
+    """True when `instance` ran on this host in a process that no longer runs. On another
+    host, or in this very process (tests open several stores in one), we cannot know:
+    the claim's age decides."""
+    host, _, rest = instance.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if instance == me or host != me.partition(":")[0] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # someone else's live process
+    return False
 
 
 def received_drinks(conn: _Conn) -> list[tuple[str, int]]:
@@ -914,8 +1205,9 @@ class StoreChanges:
     SMS worker act at once and nobody else has to remember to wake them.
 
     Take `next_change()` BEFORE reading the store, then wait on it: a commit between the
-    read and the wait sets the event already taken, so it is never missed. Commits by other
-    processes or instances do not fire it; the feed and the worker poll for those.
+    read and the wait sets the event already taken, so it is never missed. On PostgreSQL
+    other instances' commits fire it too (`StoreListener`); commits by other processes on
+    one SQLite file do not, and the feed and the worker poll for those.
     """
 
     def __init__(self) -> None:
@@ -931,15 +1223,104 @@ class StoreChanges:
 
 
 
+LISTEN_TIMEOUT = 0.5  # seconds between looks at the stop flag while listening
+LISTEN_RETRY = 1.0  # seconds between reconnects; each failed try also fires `changes`
+
+
+class StoreListener:
+    """PostgreSQL `LISTEN boba_events` on one dedicated connection, in its own thread.
+
+    Every commit that adds events or outbox rows, by any instance, sends a NOTIFY with its
+    commit (`add_event_row`); this thread turns each into `StoreChanges.fire()` in the trio
+    loop, so the feed and the SMS worker look at the table at once instead of polling it.
+    While the connection is down it fires every `LISTEN_RETRY` seconds (a slow poll) and
+    reconnects; after reconnecting it fires once, for what was committed meanwhile.
+    """
+
+    def __init__(
+        self, conn: _PostgresConn, changes: StoreChanges, token: trio.lowlevel.TrioToken
+    ) -> None:
+        self._conn = conn
+        self._changes = changes
+        self._token = token
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="boba-store-listen", daemon=True)
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Blocking: ends the thread (within `LISTEN_TIMEOUT` s, or a connect timeout)."""
+        self._stop.set()
+        self._thread.join()
+
+    def _fire(self) -> None:
+        try:
+            self._token.run_sync_soon(self._changes.fire)
+        except trio.RunFinishedError:
+            self._stop.set()  # the trio run ended without closing the store
+
+    def _run(self) -> None:
+        import psycopg
+
+        down_logged = False
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self._conn.url,
+                    autocommit=True,
+                    connect_timeout=self._conn.connect_timeout,
+                    application_name="boba listener",
+                ) as raw:
+                    raw.execute(f"LISTEN {PG_NOTIFY_CHANNEL}")
+                    self.connected.set()
+                    if down_logged:
+                        log.warning("store: listening for other instances' commits again")
+                        down_logged = False
+                    self._fire()  # what was committed while we were not listening
+                    while not self._stop.is_set():
+                        for _ in raw.notifies(timeout=LISTEN_TIMEOUT):
+                            self._fire()
+            except psycopg.Error as exc:
+                self.connected.clear()
+                if not down_logged:
+                    log.warning(
+                        "store: cannot listen for other instances' commits (%s); "
+                        "polling every %.0f s until reconnected",
+                        redact_url(str(exc)).strip(),
+                        LISTEN_RETRY,
+                    )
+                    down_logged = True
+                self._fire()
+                self._stop.wait(LISTEN_RETRY)
+        self.connected.clear()
+
+
 class OrderStore:
     """The order store the runtime and the web layer use; every method is trio-async."""
 
     def __init__(self, db: _Db, clock: Callable[[], datetime]) -> None:
         self._db = db
         self.clock = clock
-        self._limiter = trio.CapacityLimiter(1)
+        self._limiter = trio.CapacityLimiter(db.conn.max_concurrency)
         self._closed = False
         self.changes = StoreChanges()
+        self._listener: StoreListener | None = None
+        if isinstance(db.conn, _PostgresConn):
+            token = trio.lowlevel.current_trio_token()
+            self._listener = StoreListener(db.conn, self.changes, token)
+            self._listener.start()
+
+    @property
+    def instance_id(self) -> str:
+        """This store object's name in the outbox's `claimed_by` (`host:pid:random`)."""
+        return self._db.instance_id
+
+    @property
+    def listening(self) -> bool:
+        """PostgreSQL: the LISTEN connection is up (other instances' commits wake us)."""
+        return self._listener is not None and self._listener.connected.is_set()
 
     @classmethod
     async def open(
@@ -956,12 +1337,13 @@ class OrderStore:
         how long a write waits for another process's write before `StoreUnavailable`.
         """
         chooser = rng if rng is not None else random.SystemRandom()
+        instance_id = new_instance_id()
         connect: Callable[[], _Conn]
         if database_url.startswith(POSTGRES_SCHEMES):
             where = redact_url(database_url)
 
             def connect() -> _Conn:
-                return _PostgresConn(database_url, busy_timeout)
+                return _PostgresConn(database_url, busy_timeout, name=instance_id)
         else:
             where = path = sqlite_path_from_url(database_url)
 
@@ -969,7 +1351,7 @@ class OrderStore:
                 return _SqliteConn(path, busy_timeout)
 
         def build() -> _Db:
-            return _Db(connect(), chooser)
+            return _Db(connect(), chooser, instance_id)
 
         try:
             db = await trio.to_thread.run_sync(build)
@@ -991,7 +1373,9 @@ class OrderStore:
             return
         self._closed = True
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self._db.close, limiter=self._limiter)
+            if self._listener is not None:
+                await trio.to_thread.run_sync(self._listener.stop)
+            await trio.to_thread.run_sync(self._db.close)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
@@ -1020,6 +1404,14 @@ class OrderStore:
 
     async def ping(self) -> None:
         await self._run(self._db.ping)
+
+    async def save_call_outcome(self, call_sid: str, outcome: str, *, expires_at: datetime) -> None:
+        """Remember how a call ended until `expires_at`, for `/voice/after` on any instance."""
+        await self._run(self._db.save_call_outcome, call_sid, outcome, expires_at, self.clock())
+
+    async def call_outcome(self, call_sid: str) -> str | None:
+        """What `save_call_outcome` stored, or None (never saved, or expired)."""
+        return await self._run(self._db.call_outcome, call_sid, self.clock())
 
     # -- for feature modules with their own tables (call records, reports, retention) --
 
@@ -1102,6 +1494,11 @@ class OrderStore:
 
     async def due_sms(self, *, limit: int = 20) -> list[OutboxMessage]:
         return await self._run(self._db.due_sms, self.clock(), limit)
+
+    async def claim_due_sms(self, *, limit: int = 20) -> list[OutboxMessage]:
+        """Claim up to `limit` due messages for this instance (each as `mark_sms_sending`
+        does); another instance's worker never gets the same ones."""
+        return await self._run(self._db.claim_due_sms, self.clock(), limit)
 
     async def mark_sms_sending(self, message_id: int) -> bool:
         """Record an attempt BEFORE the request goes out; a claim across processes.

@@ -35,6 +35,7 @@ from boba_runtime.config.hours import next_opening, open_at, today_hours
 from boba_runtime.store.order_store import (
     OrderStore,
     StoreError,
+    add_event_row,
     format_precise_time,
     received_drinks,
 )
@@ -60,12 +61,8 @@ _EVENT_TYPE = msgspec.json.Decoder(_EventType)
 
 
 def _add_event(conn: _Conn, now: str, data: dict[str, object]) -> None:
-    """An SSE event row; ids handed out in commit order, as `store._Db._add_event` does."""
-    conn.execute(
-        "INSERT INTO events (id, created_at, data) "
-        "SELECT coalesce(max(id), 0) + 1, ?, ? FROM events",
-        (now, _ENCODER.encode(data).decode()),
-    )
+    """An SSE event row, its id handed out in commit order (`order_store.add_event_row`)."""
+    add_event_row(conn, now, _ENCODER.encode(data).decode())
 
 
 class ShopStore:
@@ -90,6 +87,9 @@ class ShopStore:
 
         def write(db: _Db) -> bool:
             def work(conn: _Conn) -> bool:
+                # The event-id lock first: staff switches on two instances then read and
+                # write one after the other (this table is written by nothing else).
+                conn.lock_event_ids()
                 row = conn.execute(
                     "SELECT available FROM menu_availability WHERE kind = ? AND name = ?",
                     (kind.value, name),
@@ -135,6 +135,7 @@ class ShopStore:
 
         def write(db: _Db) -> bool:
             def work(conn: _Conn) -> bool:
+                conn.lock_event_ids()  # as in `set_available`
                 row = conn.execute(
                     "SELECT value FROM shop_settings WHERE key = ?", (TAKING_ORDERS,)
                 ).fetchone()

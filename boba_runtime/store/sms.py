@@ -4,10 +4,11 @@ The store queues an SMS in the same transaction as the change that causes it; th
 hands due messages to a sender. The rules that keep a customer from getting the same text
 twice:
 
-- the attempt is recorded (`mark_sms_sending`, a claim across processes) BEFORE the
-  request goes out, so a crash mid-send leaves the row in "sending";
-- a "sending" row found later is settled as `unknown`, never re-sent (it may have gone
-  out);
+- the attempt is recorded (`claim_due_sms`: queued → sending, naming this instance, a
+  claim across processes and instances; `FOR UPDATE SKIP LOCKED` on PostgreSQL) BEFORE
+  the request goes out, so a crash mid-send leaves the row in "sending";
+- a "sending" row whose claim is old, or whose claimer on this host is gone, is settled
+  as `unknown`, never re-sent (it may have gone out);
 - only failures that prove Twilio did not take the message are retried: connection
   failures before the request was sent, `429`, `5xx` (Twilio's own advice; a duplicate is
   then possible only if Twilio created the message and still failed the request);
@@ -263,6 +264,7 @@ class SmsWorker:
         self._on_result = on_result
         self._notified = trio.Event()
         self._in_flight: set[int] = set()
+        self._max_in_flight = max_in_flight
 
     def notify(self) -> None:
         """Look at the outbox now rather than at the next poll."""
@@ -281,23 +283,26 @@ class SmsWorker:
                     if trio.current_time() - last_sweep > self._stale_after.total_seconds() / 2:
                         await self._settle_stale()
                         last_sweep = trio.current_time()
-                    due = await self._store.due_sms(limit=20)
+                    free = self._max_in_flight - len(self._in_flight)
+                    due = []
+                    if free > 0:  # claim only what can be sent now: a claim is an attempt
+                        with trio.CancelScope(shield=True) as claiming:  # rows must reach a task
+                            claiming.deadline = trio.current_time() + DELIVERY_GRACE
+                            due = await self._store.claim_due_sms(limit=min(free, 20))
                 except StoreError as exc:
                     # once per outage, not once per poll
                     log.log(
                         logging.DEBUG if outbox_down else logging.WARNING,
-                        "sms: cannot read the outbox (%s); will retry",
+                        "sms: cannot claim messages from the outbox (%s); will retry",
                         exc,
                     )
                     outbox_down, due = True, []
                 else:
                     if outbox_down:
-                        log.warning("sms: the outbox is readable again")
+                        log.warning("sms: the outbox answers again")
                     outbox_down = False
-                for message in due:
-                    if message.id in self._in_flight:
-                        continue
-                    await self._slots.acquire()
+                for message in due:  # claimed, so never in flight already
+                    self._slots.acquire_nowait()  # `free` counted a slot for each
                     self._in_flight.add(message.id)
                     nursery.start_soon(self._deliver_in_slot, message)
                 await self._idle(store_event)
@@ -330,16 +335,17 @@ class SmsWorker:
 
     async def _deliver_in_slot(self, message: OutboxMessage) -> None:
         try:
-            await self.deliver(message)
+            await self.deliver(message, claimed=True)
         except StoreError as exc:
             log.warning("sms: outbox update failed for message %d (%s)", message.id, exc)
         finally:
             self._in_flight.discard(message.id)
             self._slots.release()
 
-    async def deliver(self, message: OutboxMessage) -> str | None:
+    async def deliver(self, message: OutboxMessage, *, claimed: bool = False) -> str | None:
         """One attempt at `message`; returns the recorded result, None if not ours to send.
 
+        `claimed`: `claim_due_sms` already recorded the attempt; else it is claimed here.
         Shielded from claim to record (for at most `DELIVERY_GRACE` seconds): a shutdown
         that landed between them would leave a claimed row that was never sent, or a sent
         message recorded as nothing; both would end as `unknown`.
@@ -347,7 +353,7 @@ class SmsWorker:
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + DELIVERY_GRACE
             started = self._clock()
-            if not await self._store.mark_sms_sending(message.id):
+            if not claimed and not await self._store.mark_sms_sending(message.id):
                 return None  # another worker claimed it, or it is settled already
             try:
                 outcome = await self._sender.send(message.to, message.body)

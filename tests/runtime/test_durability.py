@@ -116,7 +116,11 @@ def test_every_reported_commit_survives_sigkill(tmp_path: Path) -> None:
             for _ in range(60 + 25 * round_):
                 reported.append(read_line(child))
             child.send_signal(signal.SIGKILL)  # mid-stream: the child is committing
-            out, _ = child.communicate(timeout=10)
+            # Not communicate(): it reads the pipe's fd and skips the lines readline()
+            # already buffered (printed, so reported, yet they went uncounted).
+            assert child.stdout is not None
+            out = child.stdout.read()
+            child.wait(timeout=10)
         finally:
             if child.poll() is None:
                 child.kill()

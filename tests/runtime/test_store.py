@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import sqlite3
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from boba_runtime.store.order_store import (
     OrderNumbersExhausted,
     OrderStore,
     StoreConfigError,
+    StoreConnection,
     StoreUnavailable,
     run_ready_expiry,
     sqlite_path_from_url,
@@ -436,6 +439,119 @@ async def test_stale_sending_becomes_unknown(store: OrderStore, clock: FakeClock
     assert await store.mark_stale_sending_unknown(older_than=timedelta(seconds=60)) == [message.id]
     assert (await store.get_order(order.order_number)).sms_received == "unknown"  # type: ignore[union-attr]
     assert await store.due_sms() == []
+
+
+async def test_claim_due_sms_takes_each_message_once_and_names_the_claimer(
+    db_url: str, clock: FakeClock
+) -> None:
+    async with (
+        await OrderStore.open(db_url, clock=clock) as a,
+        await OrderStore.open(db_url, clock=clock) as b,
+    ):
+        for _ in range(5):
+            await a.commit_order(draft())
+        first = await a.claim_due_sms(limit=3)
+        rest = await b.claim_due_sms(limit=10)
+        assert len(first) == 3 and len(rest) == 2
+        assert {m.id for m in first}.isdisjoint({m.id for m in rest})
+        assert await a.claim_due_sms() == [] and await a.due_sms() == []
+        # The message as it was before this attempt (what the worker's retry rule reads).
+        assert first[0].attempts == 0 and first[0].first_attempt_at is None
+        row = await a.sms_row(rest[0].id)
+        assert row is not None
+        assert row["state"] == "sending" and row["attempts"] == 1
+        assert row["claimed_by"] == b.instance_id != a.instance_id
+        assert row["claimed_at"] == "2026-11-25T07:05:11.000000Z"
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+async def test_a_claim_of_a_dead_process_on_this_host_becomes_unknown_at_once(
+    store: OrderStore, clock: FakeClock
+) -> None:
+    """CONTRACT §8: it may have been sent, so `unknown`; never sent again. No waiting for
+    the claim to age when its process on this host is known to be gone."""
+    order = await store.commit_order(draft())
+    [message] = await store.claim_due_sms()
+    dead = f"{socket.gethostname()}:{_dead_pid()}:0badc0de"
+
+    def claimed_by_the_dead(conn: StoreConnection) -> None:
+        conn.execute("UPDATE sms_outbox SET claimed_by = ? WHERE id = ?", (dead, message.id))
+
+    await store.write(claimed_by_the_dead)
+    assert await store.mark_stale_sending_unknown(older_than=timedelta(hours=1)) == [message.id]
+    assert (await store.get_order(order.order_number)).sms_received == "unknown"  # type: ignore[union-attr]
+    assert await store.claim_due_sms() == []
+    # A live claimer (this process, another store object) is left alone until it ages.
+    second = await store.commit_order(draft())
+    [claimed] = await store.claim_due_sms()
+    assert await store.mark_stale_sending_unknown(older_than=timedelta(hours=1)) == []
+    clock.advance(hours=1, seconds=1)
+    assert await store.mark_stale_sending_unknown(older_than=timedelta(hours=1)) == [claimed.id]
+    assert (await store.get_order(second.order_number)).sms_received == "unknown"  # type: ignore[union-attr]
+
+
+async def test_call_outcome_is_kept_until_it_expires(store: OrderStore, clock: FakeClock) -> None:
+    sid = "CA" + "5" * 32
+    assert await store.call_outcome(sid) is None
+    await store.save_call_outcome(sid, "failed", expires_at=clock() + timedelta(minutes=10))
+    assert await store.call_outcome(sid) == "failed"
+    await store.save_call_outcome(sid, "transfer", expires_at=clock() + timedelta(minutes=10))
+    assert await store.call_outcome(sid) == "transfer"  # the latest word
+    clock.advance(minutes=10)
+    assert await store.call_outcome(sid) is None
+
+
+async def test_conditional_transitions_racing_from_two_stores(db_url: str) -> None:
+    """Staff on two instances press different buttons for the same orders at once: each
+    order ends in one state, with one event and one SMS per change actually made."""
+    async with (
+        await OrderStore.open(db_url) as a,
+        await OrderStore.open(db_url) as b,
+    ):
+        orders = [await a.commit_order(draft()) for _ in range(12)]
+        outcomes: dict[str, list[str]] = {o.order_number: [] for o in orders}
+
+        async def press(store: OrderStore, number: str, action: str) -> None:
+            try:
+                if action == "ready":
+                    _, changed = await store.mark_ready(number)
+                    outcomes[number].append("ready" if changed else "ready-again")
+                else:
+                    await store.cancel(number)
+                    outcomes[number].append("cancelled")
+            except OrderConflict:
+                outcomes[number].append("conflict")
+
+        async with trio.open_nursery() as nursery:
+            for i, order in enumerate(orders):
+                number = order.order_number
+                if i % 2:  # both ready: one changes it, the other is told it is done
+                    nursery.start_soon(press, a, number, "ready")
+                    nursery.start_soon(press, b, number, "ready")
+                else:  # ready against cancel: exactly one wins
+                    nursery.start_soon(press, a, number, "ready")
+                    nursery.start_soon(press, b, number, "cancel")
+        events = [json.loads(e.data) for e in await a.events_after(0, limit=1000)]
+        ready_sms = [m for m in await a.due_sms(limit=100) if m.kind == "ready"]
+        for i, order in enumerate(orders):
+            seen = sorted(outcomes[order.order_number])
+            final = await b.get_order(order.order_number)
+            assert final is not None
+            changes = [e for e in events if e.get("order_number") == order.order_number]
+            if i % 2:
+                assert seen == ["ready", "ready-again"]
+                assert final.status is OrderStatus.READY
+            else:
+                assert seen in (["conflict", "ready"], ["cancelled", "conflict"])
+                won = OrderStatus.READY if "ready" in seen else OrderStatus.CANCELLED
+                assert final.status is won
+            assert len(changes) == 2  # created + the one change made
+        assert len(ready_sms) == 6 + sum("ready" in outcomes[o.order_number] for o in orders[::2])
 
 
 # --- atomicity, configuration, failures --------------------------------------------------

@@ -1,17 +1,19 @@
-"""The store's backend-independent tests, again on PostgreSQL.
+"""The store's backend-independent tests, again on PostgreSQL, and the multi-writer ones.
 
-They use the server at `BOBA_TEST_POSTGRES_URL` (default
-postgresql://postgres@127.0.0.1:5432/test, the server every development and CI machine
-runs), each test in its own freshly created database, dropped afterwards. An unreachable
-server skips them locally and fails them when `CI` is set: in CI they must run.
+They use the server at `BOBA_TEST_POSTGRES_URL` (default postgresql://postgres@127.0.0.1:5432,
+the server every development and CI machine runs; a database name in it is ignored), each
+test in its own freshly created database, dropped afterwards. An unreachable server skips
+them locally and fails them when `CI` is set: in CI they must run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -24,8 +26,12 @@ from tests.conftest import in_ci
 from tests.runtime.test_store import (  # noqa: F401
     clock,
     store,
+    test_a_claim_of_a_dead_process_on_this_host_becomes_unknown_at_once,
+    test_call_outcome_is_kept_until_it_expires,
     test_cancel_only_from_received_and_sends_nothing,
+    test_claim_due_sms_takes_each_message_once_and_names_the_claimer,
     test_commit_creates_order_outbox_row_and_event_together,
+    test_conditional_transitions_racing_from_two_stores,
     test_conflicts_and_not_found,
     test_counts_for_metrics,
     test_event_ids_increase_and_survive_reopen,
@@ -42,22 +48,28 @@ from tests.runtime.test_store import (  # noqa: F401
     test_stale_sending_becomes_unknown,
 )
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432"
+
+
+def server_part(url: str) -> str:
+    """`postgresql://user@host:port` of a URL, with or without a database name."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> str:
     """A base URL (no database name) of a PostgreSQL server that takes CREATE DATABASE."""
-    url = os.environ.get("BOBA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    server = server_part(os.environ.get("BOBA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
     try:
-        with psycopg.connect(url, connect_timeout=5) as probe:
+        with psycopg.connect(f"{server}/postgres", connect_timeout=5) as probe:
             probe.execute("SELECT 1")
     except psycopg.Error as error:
-        message = f"PostgreSQL at {url} is unreachable: {error}".strip()
+        message = f"PostgreSQL at {server} is unreachable: {error}".strip()
         if in_ci():
             pytest.fail(f"{message} (CI must run the PostgreSQL tests)", pytrace=False)
         pytest.skip(message)
-    return url.rsplit("/", 1)[0]
+    return server
 
 
 @pytest.fixture
@@ -80,15 +92,30 @@ async def test_migrations_on_postgres(db_url: str) -> None:
         assert await again.schema_version() == len(PG_MIGRATIONS)
 
 
-async def test_reconnects_after_the_server_drops_the_connection(db_url: str) -> None:
+def _kill_backends(db_url: str) -> int:
+    """pg_terminate_backend of every connection to the test's database but this one."""
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+async def test_reconnects_after_the_server_drops_every_connection(db_url: str) -> None:
     async with await OrderStore.open(db_url) as opened:
-        pid = opened._db.conn.raw.info.backend_pid  # type: ignore[attr-defined]
-        with psycopg.connect(db_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(StoreUnavailable):
-            await opened.ping()  # the operation that finds the connection dead fails ...
-        await opened.ping()  # ... and the next one reconnects
+        await opened.ping()
+        with trio.fail_after(10):
+            while not opened.listening:
+                await trio.sleep(0.01)
+        assert await trio.to_thread.run_sync(_kill_backends, db_url) >= 2  # pool + listener
+        with contextlib.suppress(StoreUnavailable):
+            await opened.ping()  # a dead connection is replaced, or this one call fails ...
+        await opened.ping()  # ... and the next one works, without reopening the store
         assert await opened.last_event_id() == 0
+        with trio.fail_after(10):  # the listener is back too
+            while not opened.listening:
+                await trio.sleep(0.05)
 
 
 async def test_two_instances_hand_out_commit_ordered_event_ids(db_url: str) -> None:
@@ -124,34 +151,239 @@ def _draft() -> object:
 
 
 async def test_two_instances_send_each_sms_once(db_url: str) -> None:
-    from boba_runtime.store.sms import Sent, run_sms_worker
+    """Two instances' outbox workers against one fake Twilio: every message exactly once."""
+    from boba_runtime.store.sms import TwilioSender, run_sms_worker
+    from tests.fakes.twilio_rest import FakeTwilioRest
 
-    sent: list[str] = []
+    with FakeTwilioRest() as rest:
+        async with (
+            await OrderStore.open(db_url) as a,
+            await OrderStore.open(db_url) as b,
+            trio.open_nursery() as nursery,
+        ):
+            for instance in (a, b):
+                sender = TwilioSender(
+                    rest.account_sid, rest.auth_token, "+15005550006", rest.base_url, timeout=5
+                )
+                await nursery.start(
+                    lambda task_status, s=instance, t=sender: run_sms_worker(
+                        s, t, poll_interval=0.01, task_status=task_status
+                    )
+                )
+            orders = [await (a if i % 2 else b).commit_order(_draft()) for i in range(40)]
+            with trio.fail_after(30):
+                while True:
+                    current = [await a.get_order(o.order_number) for o in orders]
+                    if all(o is not None and o.sms_received == "sent" for o in current):
+                        break
+                    await trio.sleep(0.05)
+            rows = [await a.sms_row(n) for n in range(1, 41)]
+            nursery.cancel_scope.cancel()
+        bodies = sorted(m.form["Body"] for m in rest.messages())
+    assert len(bodies) == 40 == len(set(bodies))  # each order's own text, once
+    claimers = {row["claimed_by"] for row in rows if row is not None}
+    assert claimers <= {a.instance_id, b.instance_id}
 
-    class CountingSender:
-        name = "counting"
 
-        async def send(self, to: str, body: str) -> Sent:
-            sent.append(body)
-            await trio.sleep(0.01)
-            return Sent(provider_sid=None)
+async def test_skip_locked_claims_around_a_row_another_instance_holds(db_url: str) -> None:
+    """A claim in flight elsewhere (its row locked) is skipped, not waited for."""
+    async with await OrderStore.open(db_url, busy_timeout=30) as opened:
+        for _ in range(3):
+            await opened.commit_order(_draft())
+        with psycopg.connect(db_url) as other:  # a transaction, as another claimer's
+            other.execute("SELECT id FROM sms_outbox WHERE id = 1 FOR UPDATE")
+            with trio.fail_after(5):  # without SKIP LOCKED: blocked for busy_timeout
+                claimed = await opened.claim_due_sms()
+            assert [m.id for m in claimed] == [2, 3]
+            other.rollback()
+        assert [m.id for m in await opened.claim_due_sms()] == [1]
+
+
+async def test_event_ids_follow_commit_order_when_an_earlier_writer_is_slow(
+    db_url: str,
+) -> None:
+    """The hazard of ids from a sequence: a slow transaction holds the lower id, a fast one
+    commits the higher id first, a tailing reader passes over the lower one for good. Ids
+    are handed out at the event insert, under a lock held to COMMIT: the fast writer waits
+    there (only there), so ids appear in order and a tailing reader misses none."""
+    import time
+
+    from boba_runtime.store.order_store import add_event_row
 
     async with (
         await OrderStore.open(db_url) as a,
         await OrderStore.open(db_url) as b,
         trio.open_nursery() as nursery,
     ):
-        for instance in (a, b):
-            await nursery.start(
-                lambda task_status, s=instance: run_sms_worker(
-                    s, CountingSender(), poll_interval=0.01, task_status=task_status
-                )
-            )
-        orders = [await (a if i % 2 else b).commit_order(_draft()) for i in range(20)]
+        seen: list[int] = []
+        order: list[str] = []
+
+        def slow(conn: object) -> None:
+            add_event_row(conn, "2026-11-25T07:05:11.000000Z", '{"type":"slow"}')  # type: ignore[arg-type]
+            time.sleep(0.5)  # still in the transaction: id 1 taken, not committed
+
+        async def slow_writer() -> None:
+            await a.write(slow)  # type: ignore[arg-type]
+            order.append("slow")
+
+        async def tail() -> None:
+            last = 0
+            while len(seen) < 2:
+                for event in await b.events_after(last):
+                    seen.append(event.id)
+                    last = event.id
+                await trio.sleep(0.005)
+
+        nursery.start_soon(tail)
+        nursery.start_soon(slow_writer)
+        await trio.sleep(0.2)  # the slow transaction holds its event id by now
+        committed = await b.commit_order(_draft())  # orders and numbers do not wait ...
+        order.append("fast")
+        assert order == ["slow", "fast"]  # ... but its event id waited for the commit
+        events = await b.events_after(0)
+    assert seen == [1, 2] and [e.id for e in events] == [1, 2]
+    assert committed.order_number in events[1].data
+
+
+async def test_two_instances_commit_concurrently_and_both_feeds_see_every_event(
+    db_url: str,
+) -> None:
+    """2 × 50 orders committed at once through two stores (two instances' pools): no number
+    collides, and each instance's feed (poll every 60 s: only NOTIFY wakes it) sees all
+    100 events with the same ids, in order, none skipped. Prints the NOTIFY latency."""
+    from boba_runtime.store.feed import EventFeed
+
+    async with (
+        await OrderStore.open(db_url, rng=random.Random(3)) as a,
+        await OrderStore.open(db_url, rng=random.Random(3)) as b,  # same draws: collisions
+        trio.open_nursery() as nursery,
+    ):
+        feeds = [EventFeed(s, poll_interval=60, changes=s.changes) for s in (a, b)]
+        for feed in feeds:
+            await nursery.start(feed.run)
         with trio.fail_after(10):
-            while len(await a.due_sms()) or len(sent) < 20:
-                await trio.sleep(0.02)
-            await trio.sleep(0.1)
+            while not (a.listening and b.listening):
+                await trio.sleep(0.01)
+        subs = [feed.subscribe(None) for feed in feeds]
+        numbers: list[str] = []
+
+        async def commit_many(opened: OrderStore) -> None:
+            async with trio.open_nursery() as inner:
+                for _ in range(50):
+                    inner.start_soon(lambda: _commit_into(opened, numbers))
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as writers:
+                writers.start_soon(commit_many, a)
+                writers.start_soon(commit_many, b)
+            received: list[list[tuple[int, str]]] = [[], []]
+            for sub, got in zip(subs, received, strict=True):
+                while len(got) < 100:
+                    event = await sub.next_event(30)
+                    assert event is not None
+                    got.append((event.id, event.data))
+        assert len(numbers) == 100 == len(set(numbers))
+        assert [i for i, _ in received[0]] == list(range(1, 101))
+        assert received[0] == received[1]
+
+        latencies = []
+        for i in range(40):
+            started = trio.current_time()
+            await (a if i % 2 else b).commit_order(_draft())
+            with trio.fail_after(10):  # the 60 s poll cannot be what delivers it
+                event = await subs[i % 2].next_event(10)  # the OTHER instance's feed
+            assert event is not None and event.id == 101 + i
+            latencies.append(trio.current_time() - started)
+            await subs[1 - i % 2].next_event(10)
         nursery.cancel_scope.cancel()
-    assert sorted(sent) == sorted(set(sent))
-    assert len(sent) == len(orders)
+    latencies.sort()
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    print(f"\ncross-instance commit → other instance's feed: p50 {p50 * 1000:.1f} ms, "
+          f"p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms (n={len(latencies)})")
+
+
+async def _commit_into(opened: OrderStore, numbers: list[str]) -> None:
+    order = await opened.commit_order(_draft())  # type: ignore[arg-type]
+    numbers.append(order.order_number)
+
+
+async def test_migrations_when_four_instances_start_at_once(db_url: str) -> None:
+    stores: list[OrderStore] = []
+
+    async def start() -> None:
+        stores.append(await OrderStore.open(db_url))
+
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(start)
+        assert len(stores) == 4
+        for opened in stores:
+            assert await opened.schema_version() == len(PG_MIGRATIONS)
+    finally:
+        for opened in stores:
+            await opened.aclose()
+    with psycopg.connect(db_url) as check:
+        versions = [r[0] for r in check.execute("SELECT version FROM schema_migrations")]
+    assert sorted(versions) == list(range(1, len(PG_MIGRATIONS) + 1))
+
+
+async def test_killed_connections_mid_run_lose_nothing_half_written(db_url: str) -> None:
+    """pg_terminate_backend of every connection, again and again, while 4 tasks commit:
+    each commit either returns (and its order, SMS row and event are there) or raises
+    StoreUnavailable; the store recovers without being reopened."""
+    committed: list[str] = []
+    refused = 0
+    kills = 0
+
+    async with await OrderStore.open(db_url) as opened:
+
+        async def committer() -> None:
+            nonlocal refused
+            for _ in range(25):
+                try:
+                    order = await opened.commit_order(_draft())  # type: ignore[arg-type]
+                except StoreUnavailable:
+                    refused += 1
+                else:
+                    committed.append(order.order_number)
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(committer)
+                while len(committed) + refused < 100:
+                    await trio.sleep(0.05)
+                    kills += await trio.to_thread.run_sync(_kill_backends, db_url)
+        final = await opened.commit_order(_draft())  # type: ignore[arg-type]
+        assert final.order_number
+        with psycopg.connect(db_url) as check:
+            half = check.execute(
+                "SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM sms_outbox m "
+                "WHERE m.order_id = o.id) OR NOT EXISTS (SELECT 1 FROM events e "
+                "WHERE e.data LIKE '%' || o.order_number || '%')"
+            ).fetchone()
+            total = check.execute("SELECT count(*) FROM orders").fetchone()
+            ids = [r[0] for r in check.execute("SELECT id FROM events ORDER BY id")]
+        with trio.fail_after(10):
+            while not opened.listening:
+                await trio.sleep(0.05)
+    print(f"\n{kills} backends killed; {len(committed)} commits returned, {refused} refused")
+    assert half == (0,)
+    assert ids == list(range(1, len(ids) + 1))
+    assert kills > 0
+    # A commit whose COMMIT was cut off may have landed after all: never fewer.
+    assert len(committed) + 1 <= total[0] <= len(committed) + 1 + refused
+    for number in committed:
+        assert number  # every answer the caller was told is a real order ...
+    stored = await _numbers(db_url)
+    assert set(committed) <= stored  # ... and is in the store
+
+
+async def _numbers(db_url: str) -> set[str]:
+    def read() -> set[str]:
+        with psycopg.connect(db_url) as conn:
+            return {r[0] for r in conn.execute("SELECT order_number FROM orders")}
+
+    return await trio.to_thread.run_sync(read)

@@ -28,6 +28,8 @@ from tests.fakes.twilio_client import (
 )
 from tests.fakes.twilio_rest import FakeTwilioRest
 from tests.helpers.server import RunningServer, running_server
+from tests.helpers.stores import any_db_url  # noqa: F401
+from tests.runtime.test_store_pg import pg_server  # noqa: F401
 
 PUBLIC = "https://boba.example.com"
 FROM_NUMBER = "+14155550100"
@@ -335,6 +337,42 @@ async def test_agent_error_apologises(tmp_path: Path, caplog: pytest.LogCaptureF
         assert "agent error INTERNAL_SERVER_ERROR: something broke" in caplog.text
         assert "boba_agent_errors_total 1.0" in line.server.services.metrics.render(None).decode()
         assert "crashed" not in caplog.text
+
+
+async def test_voice_after_on_another_instance_still_apologises(
+    tmp_path: Path, any_db_url: str  # noqa: F811
+) -> None:
+    """The stream failed on instance A; Twilio's `/voice/after` reaches instance B (one
+    database): B finds how the call ended in the store, and the caller hears the apology."""
+
+    async def script(agent: FakeAgentSession) -> None:
+        await agent.wait_audio(0.1)
+        await agent.error("INTERNAL_SERVER_ERROR", "something broke")
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with shop_line(tmp_path / "a", script, BOBA_DATABASE=any_db_url) as line:
+        b_env = {
+            "BOBA_DATABASE": any_db_url,
+            "BOBA_PUBLIC_URL": PUBLIC,
+            "TWILIO_ACCOUNT_SID": line.rest.account_sid,
+            "TWILIO_AUTH_TOKEN": line.rest.auth_token,
+        }
+        async with running_server(tmp_path / "b", b_env) as other:
+            sid = make_call_sid(6)
+            with trio.fail_after(20):
+                async with line.dial(sid, "+14155550199") as stream:
+                    await stream.closed.wait()
+                after = await hang_up_after(
+                    line.client,
+                    server_url=other.base_url,
+                    public_url=PUBLIC,
+                    auth_token=line.auth_token,
+                    call_sid=sid,
+                    caller="+14155550199",
+                )
+            assert other.services.calls.outcome(sid) is None  # B did not run the stream
+            assert after.says == [APOLOGY] and after.hangup
 
 
 async def test_stop_closes_agent_within_two_seconds_and_commits_nothing(tmp_path: Path) -> None:

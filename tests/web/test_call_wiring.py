@@ -62,3 +62,26 @@ async def test_local_agent_is_this_server_and_never_gets_the_deepgram_key(tmp_pa
         local_session, remote_session = fake.sessions
         assert "authorization" not in local_session.headers
         assert remote_session.headers["authorization"] == "Token dg-secret"
+
+
+async def test_a_store_that_does_not_answer_does_not_break_the_call_end(
+    tmp_path, caplog
+) -> None:
+    """The outcome is shared before the phone socket closes; a store failure there is
+    logged and the call ends as usual (only another instance's apology is lost)."""
+    from types import SimpleNamespace
+
+    from boba_runtime.call.registry import CallOutcome
+    from boba_runtime.store.order_store import OrderStore
+    from boba_web.app import outcome_sharer
+    from boba_web.twilio_routes import shared_outcome
+
+    store = await OrderStore.open(f"sqlite:///{tmp_path}/boba.sqlite3")
+    share = outcome_sharer(SimpleNamespace(store=store))  # type: ignore[arg-type]
+    await share("CA" + "1" * 32, CallOutcome.FAILED)
+    assert await shared_outcome(store, "CA" + "1" * 32) is CallOutcome.FAILED
+    await store.aclose()
+    await share("CA" + "2" * 32, CallOutcome.FAILED)  # no exception
+    assert "could not store how it ended" in caplog.text
+    assert await shared_outcome(store, "CA" + "1" * 32) is None  # and /voice/after goes on
+    assert "cannot ask the store how the call ended" in caplog.text
