@@ -387,3 +387,47 @@ async def _numbers(db_url: str) -> set[str]:
             return {r[0] for r in conn.execute("SELECT order_number FROM orders")}
 
     return await trio.to_thread.run_sync(read)
+
+
+async def test_recovers_from_an_outage_longer_than_the_pools_reconnect_timeout(
+    db_url: str, pg_server: str
+) -> None:
+    """As a server restart looks to the store: every connection dropped and none accepted
+    for a while (here: the database refuses connections for 7 s, longer than the pool's
+    5 s reconnect series). Commits meanwhile are refused (503, "try again"), none hangs;
+    afterwards they work again and the listener is back, without reopening the store."""
+    name = db_url.rsplit("/", 1)[1]
+
+    def admin(sql: str) -> None:
+        with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+            conn.execute(sql)
+
+    async with await OrderStore.open(db_url, busy_timeout=1) as opened:
+        await opened.commit_order(_draft())  # type: ignore[arg-type]
+        await trio.to_thread.run_sync(admin, f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        try:
+            await trio.to_thread.run_sync(
+                admin,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}'",
+            )
+            down_until = trio.current_time() + 7
+            refused = 0
+            while trio.current_time() < down_until:
+                with trio.fail_after(10), pytest.raises(StoreUnavailable):
+                    await opened.commit_order(_draft())  # type: ignore[arg-type]
+                refused += 1
+                await trio.sleep(0.5)
+        finally:
+            await trio.to_thread.run_sync(admin, f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        with trio.fail_after(20):
+            while True:
+                try:
+                    await opened.commit_order(_draft())  # type: ignore[arg-type]
+                    break
+                except StoreUnavailable:
+                    await trio.sleep(0.2)
+            while not opened.listening:
+                await trio.sleep(0.1)
+        assert refused >= 2
+        assert len(await opened.list_orders(status="all")) == 2
