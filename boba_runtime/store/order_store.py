@@ -978,13 +978,15 @@ class _Db:
         loser of a row never sends it: the claim is conditional on `queued`).
         """
         precise = format_precise_time(now)
+        due = "FROM sms_outbox WHERE state = 'queued' AND next_attempt_at <= ?"
+        if self.conn.execute(f"SELECT 1 {due} LIMIT 1", (precise,)).fetchone() is None:
+            return []  # the usual poll: nothing due, so no write transaction (no lock)
 
         def work(conn: _Conn) -> list[OutboxMessage]:
             ids = [
                 int(row[0])
                 for row in conn.execute(
-                    "SELECT id FROM sms_outbox WHERE state = 'queued' AND next_attempt_at <= ? "
-                    "ORDER BY next_attempt_at, id LIMIT ?" + conn.skip_locked,
+                    f"SELECT id {due} ORDER BY next_attempt_at, id LIMIT ?" + conn.skip_locked,
                     (precise, limit),
                 )
             ]
