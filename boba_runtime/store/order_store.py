@@ -489,8 +489,11 @@ StoreConnection = _Conn
 """What `OrderStore.read` and `write` hand to their work function."""
 
 
-PG_MIGRATE_LOCK = 0x626F6261  # "boba": one migrating instance at a time (session lock)
-PG_EVENT_LOCK = 0x626F6265  # "bobe": event ids handed out in commit order (xact lock)
+PG_MIGRATE_LOCK = 0x626F626D  # "bobm": one migrating instance at a time (session lock)
+PG_EVENT_LOCK = 0x626F6261  # "boba": event ids handed out in commit order (xact lock)
+# The event lock keeps the key of the old whole-transaction write lock, so an instance of
+# the previous version still running during a rolling upgrade hands out event ids in
+# turn with the new ones instead of colliding with them.
 PG_NOTIFY_CHANNEL = "boba_events"
 DEFAULT_POOL_SIZE = 8  # connections per process; worker threads wait for a free one
 
@@ -975,13 +978,15 @@ class _Db:
         loser of a row never sends it: the claim is conditional on `queued`).
         """
         precise = format_precise_time(now)
+        due = "FROM sms_outbox WHERE state = 'queued' AND next_attempt_at <= ?"
+        if self.conn.execute(f"SELECT 1 {due} LIMIT 1", (precise,)).fetchone() is None:
+            return []  # the usual poll: nothing due, so no write transaction (no lock)
 
         def work(conn: _Conn) -> list[OutboxMessage]:
             ids = [
                 int(row[0])
                 for row in conn.execute(
-                    "SELECT id FROM sms_outbox WHERE state = 'queued' AND next_attempt_at <= ? "
-                    "ORDER BY next_attempt_at, id LIMIT ?" + conn.skip_locked,
+                    f"SELECT id {due} ORDER BY next_attempt_at, id LIMIT ?" + conn.skip_locked,
                     (precise, limit),
                 )
             ]

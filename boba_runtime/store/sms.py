@@ -341,6 +341,7 @@ class SmsWorker:
         finally:
             self._in_flight.discard(message.id)
             self._slots.release()
+            self._notified.set()  # a free slot: claim what waited for one now, not at the poll
 
     async def deliver(self, message: OutboxMessage, *, claimed: bool = False) -> str | None:
         """One attempt at `message`; returns the recorded result, None if not ours to send.

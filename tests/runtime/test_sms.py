@@ -585,3 +585,20 @@ def test_the_fake_answers_like_twilio() -> None:
             created = client.post(url, auth=auth, data={"To": TO, "From": FROM, "Body": "x"})
             assert created.status_code == 201 and created.json()["sid"].startswith("SM")
         assert {r.connection for r in fake.requests()} == {1}  # one kept-alive connection
+
+
+async def test_a_freed_slot_claims_the_next_message_at_once(store: OrderStore) -> None:
+    """Claims are only as many as the free slots (a claim counts as an attempt), so the
+    rest wait for a slot; a finished delivery wakes the worker for them (the poll here is a
+    minute and no commit happens meanwhile)."""
+    orders = [await store.commit_order(DRAFT) for _ in range(3)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: run_sms_worker(
+                store, LogSender(), poll_interval=60, max_in_flight=1, task_status=task_status
+            )
+        )
+        with trio.fail_after(10):
+            while [await sms_received(store, o) for o in orders] != ["sent"] * 3:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
