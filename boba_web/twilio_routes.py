@@ -48,7 +48,11 @@ from boba_runtime.services import Services
 from boba_runtime.store.order_store import StoreError
 from boba_web.errors import json_error
 from boba_web.shop_routes import closed_twiml
-from boba_web.twilio_stream import install_twilio_stream, twilio_stream_handler
+from boba_web.twilio_stream import (
+    install_twilio_stream,
+    twilio_raw_route,
+    twilio_stream_handler,
+)
 
 log = logging.getLogger(__name__)
 
@@ -275,4 +279,8 @@ def register_twilio_routes(app: QuartTrio, services: Services, calls: CallWiring
         return Response(twiml, 200, content_type=TWIML)
 
     # WS /twilio skips Quart (one hop from the socket to the call): see boba_web.twilio_stream.
-    install_twilio_stream(app, twilio_stream_handler(settings, calls, authorize, signature_ok))
+    install_twilio_stream(
+        app,
+        twilio_stream_handler(settings, calls, authorize, signature_ok),
+        twilio_raw_route(settings, calls, authorize, signature_ok),
+    )

@@ -1,4 +1,10 @@
-"""`WS /twilio` as a bare ASGI handler in front of Quart (issue #18: a lean media path).
+"""`WS /twilio` off Quart's per-message path (issue #18: a lean media path).
+
+Under `boba serve`, `/twilio` never reaches Hypercorn: the public port's own listener
+(`boba_runtime.cli.public_port`) sees the upgrade and runs the call on the raw stream
+(`twilio_raw_route`, registered in `app.extensions[RAW_ROUTES]`). The bare ASGI handler
+below stays for every other server of the app (the test client, a connection that
+upgrades after an earlier request) and does the same checks.
 
 Every other route stays a Quart-Trio route; only the Twilio Media Stream skips Quart.
 Quart runs a websocket handler behind a task and a memory channel of its own (a second
@@ -22,7 +28,7 @@ token check on `start`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import msgspec
@@ -35,6 +41,12 @@ from boba_runtime.call.runner import (
     PhoneClosed,
     run_call,
 )
+from boba_runtime.cli.public_port import (
+    RAW_ROUTES,
+    HeaderLookup,
+    RawWebSocketRoute,
+    ServerWebSocket,
+)
 from boba_runtime.config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +56,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-SignatureCheck = Callable[[Settings, str, dict[str, Any], "ScopeHeaders"], bool]
+SignatureCheck = Callable[[Settings, str, dict[str, Any], "ScopeHeaders | HeaderLookup"], bool]
 
 TWILIO_PATH = "/twilio"
 DRAIN_SECONDS = 5.0
@@ -163,7 +175,27 @@ def twilio_stream_handler(
     return handle
 
 
-def install_twilio_stream(app: Any, handler: ASGIApp) -> None:
+def twilio_raw_route(
+    settings: Settings,
+    calls: CallWiring,
+    authorize: Authorize,
+    signature_ok: SignatureCheck,
+) -> RawWebSocketRoute:
+    """`/twilio` on `boba serve`'s own listener (`boba_runtime.cli.public_port`): the same
+    checks as the ASGI handler, with the socket read by the call's phone reader itself."""
+
+    def allowed(headers: HeaderLookup) -> bool:
+        return signature_ok(settings, settings.stream_url, {}, headers)
+
+    async def run(socket: ServerWebSocket, scope: Mapping[str, Any]) -> None:
+        connector = calls.choose_agent(scope)
+        await run_call(socket, calls.deps, connector, authorize=authorize)
+
+    return RawWebSocketRoute(allowed=allowed, forbidden=FORBIDDEN, run=run)
+
+
+def install_twilio_stream(app: Any, handler: ASGIApp,
+                          raw_route: RawWebSocketRoute | None = None) -> None:
     """Route websocket scopes for `/twilio` to `handler`; everything else to Quart."""
     quart_asgi: ASGIApp = app.asgi_app
 
@@ -174,3 +206,5 @@ def install_twilio_stream(app: Any, handler: ASGIApp) -> None:
             await quart_asgi(scope, receive, send)
 
     app.asgi_app = asgi_app
+    if raw_route is not None:
+        app.extensions.setdefault(RAW_ROUTES, {})[TWILIO_PATH] = raw_route

@@ -237,6 +237,9 @@ class SendQueue(Generic[T]):
         self._items: deque[tuple[T, bool]] = deque()  # (item, droppable)
         self._lot = trio.lowlevel.ParkingLot()
         self._closed = False
+        # The socket's `send_nowait`, when it has one: with nothing queued an item is
+        # written at once instead of waking the writer (see `DirectAgentConnection`).
+        self.direct: Callable[[T], T | None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -245,6 +248,12 @@ class SendQueue(Generic[T]):
         limit = self.capacity if droppable else self.capacity + CONTROL_SLACK
         if self._closed or len(self._items) >= limit:
             return False
+        if self.direct is not None and not self._items:
+            rest = self.direct(item)
+            if rest is None:
+                return True  # written
+            if rest is not item:  # partly written: the writer must finish it, always
+                item, droppable = rest, False
         self._items.append((item, droppable))
         self._lot.unpark()
         return True
@@ -300,6 +309,7 @@ class _Call:
         self.session = CallSession(deps.config)
         self.report = CallReport()
         self.phone_out: SendQueue[str] = SendQueue(PHONE_QUEUE)
+        self.phone_out.direct = getattr(phone, "send_nowait", None)
         self.agent_out: SendQueue[str | bytes] = SendQueue(AGENT_QUEUE)
         self.timers: dict[str, trio.CancelScope] = {}
         self.effect_started: dict[str, float] = {}  # request id -> when the effect began
@@ -623,14 +633,18 @@ class _Call:
                     self.agent_open = True
                     if self.ended:
                         return
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self.agent_writer, link)
-                        with self.agent_read_scope:
-                            try:
-                                await self._agent_reader(link)
-                            except AgentClosed as exc:
-                                self._agent_closed(exc)
-                        # The call is over: the writer stops at its closed queue.
+                    self.agent_out.direct = getattr(link, "send_nowait", None)
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self.agent_writer, link)
+                            with self.agent_read_scope:
+                                try:
+                                    await self._agent_reader(link)
+                                except AgentClosed as exc:
+                                    self._agent_closed(exc)
+                            # The call is over: the writer stops at its closed queue.
+                    finally:
+                        self.agent_out.direct = None  # the link is closing
         except AgentUnreachable as exc:
             log.error("call %s: agent unreachable: %s", self.log_sid, exc.reason)
             self.feed(AgentLost(reason=exc.reason))

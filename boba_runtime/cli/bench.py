@@ -117,6 +117,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     json_path: str | None = None
     calls_given: bool = False
     workers: int = 1
+    pin_cpus: tuple[int, int] | None = None  # --pin: the server's CPU, the driver's
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -152,8 +153,19 @@ def parse_args(argv: list[str]) -> Options:
         "--workers", type=int, default=1,
         help="boba serve --workers N (default 1); CPU and RSS cover every worker",
     )
+    parser.add_argument(
+        "--pin", action="store_true",
+        help="pin the server to CPU 0 and this driver to CPU 1 (sched_setaffinity, as "
+        "taskset does), so neither takes the other's core",
+    )
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the figures")
     args = parser.parse_args(argv)
+    pin_cpus: tuple[int, int] | None = None
+    if args.pin:
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < 2:
+            raise UsageError("--pin needs 2 CPUs this process may run on")
+        pin_cpus = (allowed[0], allowed[1])
     calls = 20 if args.calls is None else args.calls
     if not 1 <= calls <= MAX_CALLS:
         raise UsageError(f"--calls must be between 1 and {MAX_CALLS}, got {calls}")
@@ -169,6 +181,7 @@ def parse_args(argv: list[str]) -> Options:
         json_path=args.json_path,
         calls_given=args.calls is not None,
         workers=_workers(args.workers),
+        pin_cpus=pin_cpus,
     )
 
 
@@ -249,7 +262,7 @@ class Server:
 @contextlib.asynccontextmanager
 async def run_server(
     *, agent_url: str, audio: str, max_calls: int, workdir: Path, baseline: bool = False,
-    workers: int = 1,
+    workers: int = 1, server_cpu: int | None = None,
 ) -> AsyncIterator[Server]:
     """`boba serve` (or, with `baseline`, the bare relay of `bench_baseline`) on 127.0.0.1,
     port chosen by the OS, in `workdir`; stopped at the end."""
@@ -280,6 +293,8 @@ async def run_server(
             [sys.executable, *command],
             cwd=workdir, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
         )
+    if server_cpu is not None:  # before it starts threads or workers: they inherit it
+        os.sched_setaffinity(process.pid, {server_cpu})
     try:
         banner = BASELINE_BANNER if baseline else "BobaRista is open on"
         base_url = await _wait_banner(process, out_path, log_path, banner)
@@ -827,7 +842,9 @@ async def run_trial(options: Options, calls: int, progress: Progress,
                 run_server(agent_url=agent.url, audio=options.audio,
                            max_calls=calls + 10, workdir=Path(tmp),
                            baseline=baseline,
-                           workers=1 if baseline else options.workers) as server,
+                           workers=1 if baseline else options.workers,
+                           server_cpu=options.pin_cpus[0] if options.pin_cpus else None,
+                           ) as server,
                 httpx.AsyncClient(timeout=DIAL_TIMEOUT,
                                   limits=httpx.Limits(max_connections=8)) as http,
             ):
@@ -914,6 +931,7 @@ def _report(options: Options, trial: Trial, idle: ProcSample, before: ProcSample
         "seconds": round(elapsed, 3),
         "audio": options.audio,
         "traffic": options.traffic.value,
+        "pinned_cpus": list(options.pin_cpus) if options.pin_cpus else None,
         "server": {
             "processes": after.processes,
             "cpu_cores": round(cores, 4),
@@ -1037,6 +1055,8 @@ def baseline_ratios(ours: dict[str, Any], floor: dict[str, Any]) -> dict[str, fl
 
 async def _main(options: Options) -> dict[str, Any]:
     progress = Progress()
+    if options.pin_cpus:  # the server is pinned to the other CPU as it starts (run_server)
+        os.sched_setaffinity(0, {options.pin_cpus[1]})
     if options.sweep:
         return {"sweep": await run_sweep(options, progress)}
     result = await run_trial(options, options.calls, progress)

@@ -8,14 +8,16 @@
             ├── SMS outbox worker
             ├── ready-expiry task       ready → picked_up after BOBA_READY_EXPIRY_MINUTES
             ├── retention task          BOBA_RETENTION_DAYS: at start, then hourly
-            └── hypercorn.trio.serve    app_factory(services), our own listening socket
+            └── public_port.serve_public  our own listening socket: raw WebSocket routes
+                                          (/twilio) on the stream, the rest to Hypercorn
+                                          serving app_factory(services)
 
 The runtime does not import the web layer (DESIGN §1): `run_shop` and `main` take the
 app factory as a parameter. The composition root (`boba_web.app.serve_command`) calls
 `main` with its `create_app`, and the `boba` dispatcher reaches it through the
 `boba.commands` entry point (a worker of `--workers N` is started the same way).
 
-We bind the listening socket ourselves (hypercorn takes it as `fd://`), so with port 0
+We bind the listening socket ourselves (`serve_public` listens on it), so with port 0
 the real port is known before Services are built and the default public URL is right.
 Exit codes: 0 after a clean shutdown, 2 for bad settings (one line naming the variable).
 """
@@ -36,11 +38,11 @@ from typing import Any
 import msgspec
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from boba_proto.menu import Menu
 from boba_runtime.cli.fdlimit import raise_open_files_limit
 from boba_runtime.cli.hypercorn_guard import guard_connections
+from boba_runtime.cli.public_port import RAW_ROUTES, RawWebSocketRoute, serve_public
 from boba_runtime.config.logs import configure_logging
 from boba_runtime.config.secrets import Secrets, load_secrets
 from boba_runtime.config.settings import Settings, SettingsError, load_settings
@@ -140,6 +142,13 @@ async def keep_retention(
     )
 
 
+def raw_routes(app: Any) -> dict[str, RawWebSocketRoute]:
+    """The WebSocket routes the app asks to take off Hypercorn (`public_port.RAW_ROUTES`)."""
+    extensions = getattr(app, "extensions", None)
+    routes = extensions.get(RAW_ROUTES) if isinstance(extensions, dict) else None
+    return dict(routes) if routes else {}
+
+
 AppFactory = Callable[[Services], Any]
 """Services -> the ASGI app (`boba_web.app.create_app`, handed in by the composition root)."""
 
@@ -176,7 +185,7 @@ async def run_shop(
         async with open_services(settings, secrets=secrets, menu=menu, **options) as services:
             app = app_factory(services)
             config = hypercorn_config(settings, listener.fileno(), grace_period)
-            listener.detach()  # hypercorn owns the file descriptor from here on
+            public_socket = socket.socket(fileno=listener.detach())  # serve_public's now
             sender = make_sender(settings)
 
             async def shutdown_trigger() -> None:
@@ -190,8 +199,11 @@ async def run_shop(
                 async def serve_then_stop(
                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
                 ) -> None:
-                    await serve(app, config, shutdown_trigger=shutdown_trigger,
-                                task_status=task_status)
+                    await serve_public(
+                        app, config, public_socket, raw_routes(app),
+                        max_message_bytes=settings.max_message_bytes,
+                        shutdown_trigger=shutdown_trigger, task_status=task_status,
+                    )
                     nursery.cancel_scope.cancel()  # web server done: stop the workers too
 
                 await nursery.start(run_sms_worker, services.store, sender)

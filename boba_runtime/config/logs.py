@@ -106,16 +106,11 @@ def mask_phone_numbers(text: str) -> str:
     return PHONE_PATTERN.sub(lambda match: mask_phone(match.group(0)), text)
 
 
-class MaskPhoneNumbers(logging.Filter):
-    """Rewrites records above DEBUG so no handler ever sees a whole phone number."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.DEBUG:
-            message = record.getMessage()
-            masked = mask_phone_numbers(message)
-            if masked != message:
-                record.msg, record.args = masked, None
-        return True
+def masked_for(record: logging.LogRecord, text: str) -> str:
+    """Phone numbers masked above DEBUG. Done by our formatters on the text they write,
+    never on the record itself: other handlers on the same logger (a test's capture, a
+    staff-only sink) get the record as it was logged."""
+    return text if record.levelno <= logging.DEBUG else mask_phone_numbers(text)
 
 
 class AddCallSid(logging.Filter):
@@ -140,20 +135,16 @@ class JsonFormatter(logging.Formatter):
             "time": _utc_time(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": masked_for(record, record.getMessage()),
         }
         call_sid = getattr(record, "call_sid", None)
         if call_sid:
             entry["call_sid"] = call_sid
         if record.exc_info:
-            entry["exception"] = self._masked(record, self.formatException(record.exc_info))
+            entry["exception"] = masked_for(record, self.formatException(record.exc_info))
         elif record.exc_text:
-            entry["exception"] = self._masked(record, record.exc_text)
+            entry["exception"] = masked_for(record, record.exc_text)
         return json.dumps(entry, ensure_ascii=False)
-
-    @staticmethod
-    def _masked(record: logging.LogRecord, text: str) -> str:
-        return text if record.levelno <= logging.DEBUG else mask_phone_numbers(text)
 
 
 class TextFormatter(logging.Formatter):
@@ -162,12 +153,10 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         call_sid = getattr(record, "call_sid", None)
         tag = f" [{call_sid}]" if call_sid else ""
-        line = f"{_utc_time(record)} {record.levelname} {record.name}{tag}: {record.getMessage()}"
+        message = masked_for(record, record.getMessage())
+        line = f"{_utc_time(record)} {record.levelname} {record.name}{tag}: {message}"
         if record.exc_info:
-            trace = self.formatException(record.exc_info)
-            if record.levelno > logging.DEBUG:
-                trace = mask_phone_numbers(trace)
-            line = f"{line}\n{trace}"
+            line = f"{line}\n{masked_for(record, self.formatException(record.exc_info))}"
         return line
 
 
@@ -197,7 +186,6 @@ def make_handler(log_format: LogFormat, stream: TextIO | None = None) -> logging
     handler = BobaHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(AddCallSid())
-    handler.addFilter(MaskPhoneNumbers())
     return handler
 
 

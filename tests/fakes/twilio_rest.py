@@ -278,10 +278,20 @@ class FakeTwilioRest:
         with self._lock:
             return self._connections
 
-    def close_idle_connections(self) -> int:
+    def close_idle_connections(self, at_least: int = 0, timeout: float = 5.0) -> int:
         """Close every kept-alive connection that waits for a next request (an idle
-        timeout on Twilio's side); how many were closed."""
+        timeout on Twilio's side); how many were closed.
+
+        `at_least`: first wait until that many are idle. The client has its answer a moment
+        before the server's thread is back waiting on the connection; without the wait a
+        close right after a send could find nothing idle yet."""
+        deadline = time.monotonic() + timeout
         with self._lock:
+            while len(self._idle) < at_least:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fewer than {at_least} idle connections at the fake")
+                self._lock.wait(left)
             idle = list(self._idle.values())
             self._idle.clear()
         for sock in idle:
@@ -399,6 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         with fake._lock:
             fake._idle[self.connection_number] = self.connection
+            fake._lock.notify_all()
         try:
             arrived = self.connection.recv(1, socket.MSG_PEEK)  # wait for the next request
         except OSError:

@@ -130,6 +130,17 @@ def test_options_parse() -> None:
     assert not defaults.calls_given and not defaults.sweep and not defaults.baseline
     duplex = bench.parse_args(["--traffic", "duplex", "--baseline"])
     assert duplex.traffic is bench.Traffic.DUPLEX and duplex.baseline
+    assert defaults.pin_cpus is None
+
+
+def test_pin_takes_two_allowed_cpus_or_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 1, 7})
+    assert bench.parse_args(["--pin"]).pin_cpus == (1, 3)  # server, driver
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    with pytest.raises(bench.UsageError, match="--pin needs 2 CPUs"):
+        bench.parse_args(["--pin"])
 
 
 def test_process_tree_sample_counts_children() -> None:

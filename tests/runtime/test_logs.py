@@ -231,3 +231,24 @@ def test_configuring_twice_keeps_one_handler_of_ours_and_foreign_ones(captured) 
     assert len(ours) == 1
     logging.getLogger("boba.test").info("once")
     assert len(lines_of(stream)) == 1
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_our_masking_leaves_the_record_alone_for_other_handlers(captured, log_format) -> None:
+    """Our handler writes the number masked; a handler added after it (a staff-only sink,
+    a test's capture) still gets the record as logged. The mask used to rewrite the shared
+    record, so whichever handler ran second saw it masked (a capture-based test failed
+    depending on which earlier test had installed our handler)."""
+    stream, _ = captured
+    configure_logging(log_format, "info", stream)
+    seen: list[str] = []
+
+    class Sink(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logging.getLogger().addHandler(Sink())
+    logging.getLogger("boba.test").info("SMS to %s", "+14155550123")
+    assert "+14155550123" not in stream.getvalue()
+    assert "0123" in stream.getvalue()  # masked, not dropped
+    assert seen == ["SMS to +14155550123"]

@@ -543,7 +543,7 @@ async def test_a_connection_twilio_closed_while_idle_is_not_a_lost_message(
     # next message must go out on a new connection, not end `unknown` (final, never resent).
     sender = twilio(fake, timeout=5)
     assert isinstance(await sender.send(TO, "first"), Sent)
-    assert fake.close_idle_connections() == 1
+    assert fake.close_idle_connections(at_least=1) == 1
     assert isinstance(await sender.send(TO, "second"), Sent)
     assert [m.form["Body"] for m in fake.created_messages()] == ["first", "second"]
     assert fake.connection_count() == 2
