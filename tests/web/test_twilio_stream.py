@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from boba_runtime.call.runner import PhoneClosed
-from boba_runtime.cli.bench_driver import LeanWebSocket, connect, serve
+from boba_runtime.cli.bench_driver import LeanWebSocket, serve
 from boba_web.twilio_stream import AsgiPhone, ScopeHeaders, install_twilio_stream
 from tests.fakes.twilio_client import answer_call
 from tests.helpers.server import running_server
@@ -112,6 +112,29 @@ def test_scope_headers_are_case_insensitive() -> None:
 
 
 
+async def upgrade_after_a_request(host: str, port: int, path: str) -> LeanWebSocket:
+    """A WebSocket opened on a kept-alive connection after a plain request: `boba serve`
+    hands such a connection to Hypercorn, so `/twilio` runs through the ASGI handler
+    (a fresh connection takes the raw route of `boba_runtime.cli.public_port`)."""
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+        answer += await stream.receive_some(4096)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    await stream.send_all(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await stream.receive_some(4096)
+    head, _, rest = head.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return LeanWebSocket(stream, client=True, buffered=rest)
+
+
 class SilentAgent:
     """An agent that says Welcome and then reads nothing, not even a close frame: the
     bridge waits its whole close timeout (2 s) for it before the call's handler returns."""
@@ -132,8 +155,9 @@ async def test_a_finished_stream_closes_its_socket_though_the_caller_kept_sendin
     sent more than Hypercorn's per-connection queue (10 messages) after the call stopped
     reading. Before `AsgiPhone.drain`, Hypercorn then never read the caller's close reply
     and the socket stayed open for good (the streams of the two-instance test that never
-    ended, issue #17). Our raw client keeps sending after the close frame, as a loaded
-    Twilio edge does before it has read it."""
+    ended, issue #17, before `boba serve` took fresh `/twilio` connections off Hypercorn).
+    Our raw client keeps sending after the close frame, as a loaded Twilio edge does before
+    it has read it; it upgrades after a plain request, so the ASGI handler runs the call."""
     async with trio.open_nursery() as nursery:
         agent = SilentAgent()
         agent_port = await nursery.start(serve, agent, "127.0.0.1")
@@ -151,7 +175,7 @@ async def test_a_finished_stream_closes_its_socket_though_the_caller_kept_sendin
                                       public_url=server.base_url, auth_token=None,
                                       call_sid=sid, caller=caller)
             host, port = server.base_url.removeprefix("http://").split(":")
-            ws = await connect(host, int(port), "/twilio")
+            ws = await upgrade_after_a_request(host, int(port), "/twilio")
             stream_sid = "MZ" + "1" * 32
             media = {"event": "media", "streamSid": stream_sid, "sequenceNumber": "3",
                      "media": {"track": "inbound", "chunk": "1", "timestamp": "20",
