@@ -450,16 +450,20 @@ async def dial(
     caller: str,
     audio: bool = True,
     ssl_context: ssl.SSLContext | None = None,
+    stream_server_url: str | None = None,
 ) -> AsyncIterator[TwilioStream]:
     """A whole incoming call as Twilio places it: signed `/voice`, then the media stream
-    (`connected`, `start` with the TwiML's parameters, caller audio every 20 ms)."""
+    (`connected`, `start` with the TwiML's parameters, caller audio every 20 ms).
+
+    The stream goes to `server_url` too, unless `stream_server_url` names another server
+    (a load balancer in front of several instances may send it anywhere)."""
     twiml = await answer_call(
         client, server_url=server_url, public_url=public_url, auth_token=auth_token,
         call_sid=call_sid, caller=caller,
     )
     assert twiml.stream_url is not None
     async with open_twilio_stream(
-        server_url=server_url,
+        server_url=stream_server_url or server_url,
         stream_url=twiml.stream_url,
         auth_token=auth_token,
         call_sid=call_sid,
