@@ -47,6 +47,9 @@ class OrderDraft(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     name: str | None = None  # the first name for the cup (CONTRACT §12)
     prep_minutes_per_drink: int = 3  # the menu's wait rule, applied by the store at commit
     prep_minutes_min: int = 5
+    # Names one checkout of one call, the same when the caller retries it: the store
+    # commits a key once and answers a repeat with the order already committed.
+    checkout_key: str | None = None
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):

@@ -441,8 +441,10 @@ def complete_effect(
         if effect is None or effect.request_id != result.request_id:
             raise LocalProtocolError(f"no checkout in flight with id {result.request_id!r}")
         if isinstance(result, OrderCommitted):
-            draft = effect.draft
-            cart = Cart(items=draft.items, pending=None, phone=draft.phone, name=draft.name)
+            # The order as committed: a retried checkout whose first answer was lost gets
+            # the order placed then, which may differ from the cart retried.
+            order = result.order
+            cart = Cart(items=order.items, pending=None, phone=order.phone, name=order.name)
             new = msgspec.structs.replace(
                 state, cart=cart, placed_order=result.order, checkout=None
             )

@@ -28,6 +28,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Protocol, TypeVar
 
+import msgspec
 import trio
 
 from boba_proto import agent, model, twilio
@@ -512,6 +513,7 @@ class _Call:
         try:
             match effect:
                 case model.CommitOrder(request_id=request_id, draft=draft):
+                    draft = self._keyed(draft)
                     # Shielded: a caller hanging up mid-commit must not leave it half-known.
                     with trio.CancelScope(shield=True), trio.fail_after(COMMIT_TIMEOUT_S):
                         order = await self.deps.store.commit_order(draft)
@@ -528,6 +530,16 @@ class _Call:
             log.error("call %s: store effect failed: %s", self.log_sid, exc)
             result = model.EffectFailed(request_id=effect.request_id, reason=str(exc) or "timeout")
         self.feed(result)
+
+    def _keyed(self, draft: model.OrderDraft) -> model.OrderDraft:
+        """The draft with its checkout key: the call and its n-th order, so the caller's
+        retry of a checkout whose answer was lost (told "try again" although it had
+        committed) gets the order already placed, not a second one."""
+        call_sid = draft.call_sid or self.report.call_sid
+        if draft.checkout_key is not None or not call_sid:
+            return draft
+        key = f"{call_sid}/{len(self.report.orders) + 1}"
+        return msgspec.structs.replace(draft, checkout_key=key)
 
     # --- the phone side -----------------------------------------------------------------------
 

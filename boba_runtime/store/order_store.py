@@ -29,6 +29,7 @@ import re
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,6 +156,13 @@ def redact_url(database_url: str) -> str:
 # --- schema ------------------------------------------------------------------------------
 
 # Each migration is a list of statements applied in one transaction; append, never edit.
+CHECKOUT_KEY_MIGRATION = (
+    # A call's retried checkout commits once: the key of a committed checkout is taken.
+    # NULL (orders not placed by a call) is never equal to another NULL, so many may have it.
+    "ALTER TABLE orders ADD COLUMN checkout_key TEXT",
+    "CREATE UNIQUE INDEX orders_checkout_key ON orders (checkout_key)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE orders (
@@ -236,6 +244,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX call_outcomes_expiry ON call_outcomes (expires_at)",
     ),
+    CHECKOUT_KEY_MIGRATION,  # 6
 )
 
 # PostgreSQL: the same tables. Times are text in the "C" collation so that text order is
@@ -318,6 +327,7 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX call_outcomes_expiry ON call_outcomes (expires_at)",
     ),
+    CHECKOUT_KEY_MIGRATION,  # 6
 )
 
 ORDER_COLUMNS = """o.id, o.order_number, o.status, o.phone, o.items, o.total_cents,
@@ -375,6 +385,7 @@ class _Conn(Protocol):
     integrity_errors: tuple[type[BaseException], ...]  # our bug: surfaces as it is
     max_concurrency: int  # store operations that may run at once (threads)
     skip_locked: str  # appended to an outbox claim's SELECT ("" where writers queue anyway)
+    ambiguous_errors: tuple[type[BaseException], ...]  # a COMMIT that may have landed
 
     def session(self) -> contextlib.AbstractContextManager[None]: ...
 
@@ -395,6 +406,12 @@ class _Conn(Protocol):
     def commit(self) -> None: ...
 
     def rollback_if_open(self) -> None: ...
+
+    def transaction_id(self) -> str | None: ...
+
+    def fresh_session(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def transaction_status(self, xid: str) -> str | None: ...
 
     def ensure_open(self) -> None: ...
 
@@ -424,6 +441,9 @@ class _SqliteConn:
     integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
     max_concurrency = 1  # one connection, used by one thread at a time
     skip_locked = ""  # BEGIN IMMEDIATE: one writer at a time, nothing to skip
+    # A failed COMMIT on the one local connection leaves the transaction open and is
+    # rolled back: its outcome is known, never ambiguous.
+    ambiguous_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, path: str, busy_timeout: float) -> None:
         if path != ":memory:":
@@ -478,6 +498,15 @@ class _SqliteConn:
     def is_unique_violation(self, exc: BaseException, constraint: str) -> bool:
         return False  # numbers are chosen inside the write lock: no race to lose
 
+    def transaction_id(self) -> str | None:
+        return None  # nothing to settle later (`ambiguous_errors` is empty)
+
+    def fresh_session(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def transaction_status(self, xid: str) -> str | None:
+        return None
+
     def ensure_open(self) -> None:
         pass  # a file does not hang up
 
@@ -530,6 +559,9 @@ class _PostgresConn:
         self._busy_timeout = busy_timeout
         self.unavailable_errors: tuple[type[BaseException], ...] = (psycopg.Error,)
         self.integrity_errors: tuple[type[BaseException], ...] = (psycopg.IntegrityError,)
+        # The connection lost (backend terminated, server gone) during COMMIT: the commit
+        # may be durable although the client got the error (`_Db._settle_commit`).
+        self.ambiguous_errors: tuple[type[BaseException], ...] = (psycopg.OperationalError,)
         self.max_concurrency = pool_size
         self._local = threading.local()
         self.pool = ConnectionPool(
@@ -630,6 +662,29 @@ class _PostgresConn:
         unique = self._psycopg.errors.UniqueViolation
         return isinstance(exc, unique) and exc.diag.constraint_name == constraint
 
+    def transaction_id(self) -> str | None:
+        """This transaction's id (assigned now if it had none), to ask about it later."""
+        return str(self.raw.execute("SELECT pg_current_xact_id()").fetchone()[0])
+
+    @contextlib.contextmanager
+    def fresh_session(self) -> Iterator[None]:
+        """Bind another pooled connection to this thread for the block, in place of the
+        one that broke; the broken one is bound again (and returned) afterwards."""
+        old = getattr(self._local, "raw", None)
+        raw = self._live_connection()
+        self._local.raw = raw
+        try:
+            yield
+        finally:
+            self._local.raw = old
+            self.pool.putconn(raw)
+
+    def transaction_status(self, xid: str) -> str | None:
+        """"committed", "aborted", "in progress" (PostgreSQL's own answer), or None when
+        the server no longer knows."""
+        row = self.raw.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+        return None if row is None else row[0]
+
     @contextlib.contextmanager
     def migrating(self) -> Iterator[None]:
         """One instance migrates at a time: instances started together on an empty
@@ -649,6 +704,7 @@ class _PostgresConn:
 
 
 NUMBER_ATTEMPTS = 20
+SETTLE_COMMIT_S = 2.0  # how long a lost commit's outcome is waited for before "try again"
 """Commits of one order that may lose its number to a concurrent commit (PostgreSQL)."""
 
 
@@ -767,11 +823,20 @@ class _Db:
         return _row_to_order(row)
 
     def commit_order(self, draft: OrderDraft, now: datetime) -> Order:
+        """The new order; with a `checkout_key` already committed, that order instead
+        (nothing new: no number, event or SMS)."""
         created = format_time(now)
         precise = format_precise_time(now)
         items = msgspec.json.encode(draft.items).decode()
+        key = draft.checkout_key
+        xid: list[str] = []  # the last attempt's transaction, to settle a lost COMMIT
 
         def work(conn: _Conn) -> Order:
+            if key is not None:
+                committed = self._order_by_key(conn, key)
+                if committed is not None:
+                    return committed
+                xid[:] = [tx] if (tx := conn.transaction_id()) is not None else []
             # No lock: on PostgreSQL a concurrent commit may take the same number first;
             # the partial unique index refuses the second and `_commit_numbered` retries.
             number = self._pick_number(conn)
@@ -784,17 +849,61 @@ class _Db:
             minutes = wait_minutes(prep, ahead)
             order_id = conn.insert_id(
                 "INSERT INTO orders (order_number, status, phone, items, total_cents, "
-                "call_sid, created_at, name, ready_in_minutes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "call_sid, created_at, name, ready_in_minutes, checkout_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (number, OrderStatus.RECEIVED.value, draft.phone, items, draft.total_cents,
-                 draft.call_sid, created, draft.name, minutes),
+                 draft.call_sid, created, draft.name, minutes, key),
             )
             sms = rules.SMS_ON_ENTERING[OrderStatus.RECEIVED]
             self._queue_sms(conn, order_id, sms, draft.phone, number, precise, minutes)
             self._add_event(conn, precise, rules.order_created(number))  # last: see there
             return self._order_by_id(conn, order_id)
 
-        return self._commit_numbered(work)
+        try:
+            return self._commit_numbered(work)
+        except self.conn.ambiguous_errors as exc:
+            if key is None or not xid:
+                raise
+            landed = self._settle_commit(xid[0], key, exc)
+            if landed is None:
+                raise
+            log.warning("store: a commit whose connection was lost had landed: order %s",
+                        landed.order_number)
+            return landed
+
+    @staticmethod
+    def _order_by_key(conn: _Conn, key: str) -> Order | None:
+        row = conn.execute(
+            f"SELECT {ORDER_COLUMNS} FROM orders o WHERE o.checkout_key = ?", (key,)
+        ).fetchone()
+        return None if row is None else _row_to_order(row)
+
+    def _settle_commit(self, xid: str, key: str, lost: BaseException) -> Order | None:
+        """After the connection was lost during a commit: the order if the commit landed,
+        None if it did not or this cannot tell in `SETTLE_COMMIT_S` (the caller is told
+        to try again, and the retry's key finds the order if it landed after all).
+
+        Asked on another connection. PostgreSQL knows the transaction's fate; a commit
+        may be marked done a moment before other sessions see its rows, hence the loop."""
+        deadline = time.monotonic() + SETTLE_COMMIT_S
+        try:
+            with self.conn.fresh_session():
+                while True:
+                    status = self.conn.transaction_status(xid)
+                    if status == "committed":
+                        order = self._order_by_key(self.conn, key)
+                        if order is not None:
+                            return order
+                    elif status != "in progress":
+                        return None  # rolled back (or forgotten): not placed
+                    if time.monotonic() >= deadline:
+                        log.warning("store: could not settle a lost commit (%s) in %g s",
+                                    status, SETTLE_COMMIT_S)
+                        return None
+                    time.sleep(0.02)
+        except self.conn.unavailable_errors as exc:
+            log.warning("store: could not settle a lost commit (%s): %s", lost, exc)
+            return None
 
     def _commit_numbered(self, work: Callable[[_Conn], T]) -> T:
         """`_write(work)`, again (with a fresh number) when a concurrent commit took the
@@ -803,6 +912,8 @@ class _Db:
             try:
                 return self._write(work)
             except Exception as exc:
+                if self.conn.is_unique_violation(exc, "orders_checkout_key"):
+                    continue  # the same checkout committed concurrently: `work` finds it
                 if not self.conn.is_unique_violation(exc, "orders_active_number"):
                     raise
                 log.info("store: order number taken by a concurrent commit (try %d)", attempt)
