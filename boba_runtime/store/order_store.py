@@ -835,6 +835,8 @@ class _Db:
             if key is not None:
                 committed = self._order_by_key(conn, key)
                 if committed is not None:
+                    log.info("store: checkout %s was committed before: order %s",
+                             key, committed.order_number)
                     return committed
                 xid[:] = [tx] if (tx := conn.transaction_id()) is not None else []
             # No lock: on PostgreSQL a concurrent commit may take the same number first;
@@ -895,6 +897,8 @@ class _Db:
                         if order is not None:
                             return order
                     elif status != "in progress":
+                        log.info("store: a commit whose connection was lost did not land (%s)",
+                                 status)
                         return None  # rolled back (or forgotten): not placed
                     if time.monotonic() >= deadline:
                         log.warning("store: could not settle a lost commit (%s) in %g s",
