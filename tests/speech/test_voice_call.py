@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
 
 from tests.fakes.twilio_client import FRAME_BYTES, SILENCE, TwilioStream, dial, make_call_sid
 from tests.helpers.server import running_server, settings_for_test
@@ -44,7 +45,10 @@ class Caller:
         start = trio.current_time()
         n = 0
         while not self.stream.closed.is_set():
-            await self.stream.send_media(self.queue.popleft() if self.queue else SILENCE)
+            try:
+                await self.stream.send_media(self.queue.popleft() if self.queue else SILENCE)
+            except ConnectionClosed:
+                return  # the server ended the call between our check and this frame
             n += 1
             await trio.sleep_until(start + n * 0.02)
 
@@ -58,6 +62,8 @@ class Caller:
                 if len(played.marks_echoed) >= marks and played.media_bytes == before \
                         and not self.queue:
                     return
+                if self.stream.closed.is_set():
+                    return  # the call is over: nothing more will play
 
 
 async def test_a_full_order_by_voice_over_twilio(tmp_path: Path) -> None:
