@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import trio
+import trio.testing
 
 from boba_proto.model import Drink, Order, OrderDraft
 from boba_runtime.store.order_store import OrderStore, parse_time
@@ -602,3 +603,55 @@ async def test_a_freed_slot_claims_the_next_message_at_once(store: OrderStore) -
             while [await sms_received(store, o) for o in orders] != ["sent"] * 3:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+
+
+class GatedSender:
+    """A sender (the Twilio boundary) that holds each send until the test lets it go."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.release = trio.Event()
+        self.first_started = trio.Event()
+
+    async def send(self, to: str, body: str) -> Sent:
+        self.started.append(body)
+        self.first_started.set()
+        if len(self.started) == 1:
+            await self.release.wait()
+        return Sent(provider_sid=None)
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 2])
+async def test_a_commit_while_a_delivery_is_in_flight_is_not_lost(
+    store: OrderStore, max_in_flight: int
+) -> None:
+    """The store's change signal for a new order can arrive while every slot is busy (it
+    wakes the worker, which has nothing to claim into) or while one is free; either way
+    that order is sent without waiting for the poll (a minute here). With one slot it goes
+    out when the first delivery ends; with two, while the first is still held."""
+    sender = GatedSender()
+    first = await store.commit_order(DRAFT)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: run_sms_worker(
+                store, sender, poll_interval=60, max_in_flight=max_in_flight,
+                task_status=task_status,
+            )
+        )
+        with trio.fail_after(10):
+            await sender.first_started.wait()
+            second = await store.commit_order(DRAFT)  # fires the change signal mid-delivery
+            if max_in_flight == 1:
+                await trio.testing.wait_all_tasks_blocked()  # it took the signal, no slot free
+                assert await sms_received(store, second) == "queued"
+                sender.release.set()
+            while await sms_received(store, second) != "sent":
+                await trio.sleep(0.01)
+            assert (await sms_received(store, first) == "sent") == (max_in_flight == 1)
+            sender.release.set()
+            while await sms_received(store, first) != "sent":
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert len(sender.started) == 2
