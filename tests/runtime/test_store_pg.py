@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import threading
-import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 import trio
 
 from boba_runtime.store.order_store import PG_MIGRATIONS, OrderStore, StoreUnavailable
-from tests.conftest import in_ci
+from tests.helpers.stores import fresh_pg_database, pg_server  # noqa: F401  (the fixture)
 
 # The generic tests and fixtures, collected again here with this module's `db_url`.
 from tests.runtime.test_store import (  # noqa: F401
@@ -50,41 +47,11 @@ from tests.runtime.test_store import (  # noqa: F401
     test_stale_sending_becomes_unknown,
 )
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432"
-
-
-def server_part(url: str) -> str:
-    """`postgresql://user@host:port` of a URL, with or without a database name."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> str:
-    """A base URL (no database name) of a PostgreSQL server that takes CREATE DATABASE."""
-    server = server_part(os.environ.get("BOBA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
-    try:
-        with psycopg.connect(f"{server}/postgres", connect_timeout=5) as probe:
-            probe.execute("SELECT 1")
-    except psycopg.Error as error:
-        message = f"PostgreSQL at {server} is unreachable: {error}".strip()
-        if in_ci():
-            pytest.fail(f"{message} (CI must run the PostgreSQL tests)", pytrace=False)
-        pytest.skip(message)
-    return server
-
 
 @pytest.fixture
-def db_url(pg_server: str) -> Iterator[str]:
-    name = "boba_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"{pg_server}/{name}"
-    with (
-        contextlib.suppress(psycopg.Error),
-        psycopg.connect(f"{pg_server}/postgres", autocommit=True) as admin,
-    ):
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+def db_url(pg_server: str) -> Iterator[str]:  # noqa: F811
+    with fresh_pg_database(pg_server, "boba_") as url:
+        yield url
 
 
 async def test_migrations_on_postgres(db_url: str) -> None:
@@ -419,7 +386,7 @@ async def _numbers(db_url: str) -> set[str]:
 
 
 async def test_recovers_from_an_outage_longer_than_the_pools_reconnect_timeout(
-    db_url: str, pg_server: str
+    db_url: str, pg_server: str  # noqa: F811  (the fixture)
 ) -> None:
     """As a server restart looks to the store: every connection dropped and none accepted
     for a while (here: the database refuses connections for 7 s, longer than the pool's

@@ -24,7 +24,6 @@ import contextlib
 import json
 import re
 import signal
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from tests.fakes.twilio_client import dial, hang_up_after, make_call_sid
 from tests.fakes.twilio_rest import FakeTwilioRest
 from tests.helpers.processes import Child, boba_command, run_child
 from tests.helpers.sse import sse_frames
-from tests.runtime.test_store_pg import pg_server  # noqa: F401  (the fixture)
+from tests.helpers.stores import fresh_pg_database, pg_server  # noqa: F401  (the fixture)
 from tests.web.test_call_concurrency import drink_of, key_in, phone_of
 
 psycopg = pytest.importorskip("psycopg")
@@ -79,15 +78,8 @@ def route(k: int) -> tuple[str, str, str]:
 
 @pytest.fixture
 def shared_database(pg_server: str) -> Iterator[str]:  # noqa: F811
-    name = "twoinst_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"{pg_server}/{name}"
-    with (
-        contextlib.suppress(psycopg.Error),
-        psycopg.connect(f"{pg_server}/postgres", autocommit=True) as admin,
-    ):
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with fresh_pg_database(pg_server, "twoinst_") as url:
+        yield url
 
 
 # --- the agent ---------------------------------------------------------------------------------
