@@ -23,9 +23,6 @@ import contextlib
 import enum
 import functools
 import logging
-import os
-import secrets
-import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -52,6 +49,7 @@ from boba_runtime.store.order_store import (
     format_precise_time,
     utc_now,
 )
+from boba_runtime.store.process_tags import new_process_tag, tagged_process_is_gone
 
 log = logging.getLogger(__name__)
 
@@ -295,29 +293,10 @@ class CallRecordTap:
 # --- the process's writer ------------------------------------------------------------------
 
 
-def new_owner() -> str:
-    """`host:pid:random`: which process writes a call, and whether it may still be alive."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
 def owner_is_dead(owner: str, me: str) -> bool:
     """True when `owner` is a writer on this host that is certainly gone: its process no
     longer runs, or it had this process's pid before (a restarted container's pid 1)."""
-    host, _, rest = owner.partition(":")
-    pid_text, _, _token = rest.partition(":")
-    my_host = me.partition(":")[0]
-    if host != my_host or not pid_text.isdigit() or owner == me:
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # someone else's live process
-    return False
+    return tagged_process_is_gone(owner, me, same_pid_is_gone=True)
 
 
 class CallRecordWriter:
@@ -336,7 +315,7 @@ class CallRecordWriter:
     ) -> None:
         self.store = store
         self.clock = clock
-        self.owner = owner if owner is not None else new_owner()
+        self.owner = owner if owner is not None else new_process_tag()
         self.max_pending = max_pending
         self.flush_interval = flush_interval
         self.heartbeat = heartbeat

@@ -26,7 +26,6 @@ import math
 import os
 import random
 import re
-import socket
 import sqlite3
 import threading
 import time
@@ -41,6 +40,7 @@ import trio
 from boba_proto import orders as rules
 from boba_proto.model import Drink, Order, OrderDraft, OrderStatus
 from boba_proto.shop import PrepTimes, wait_minutes
+from boba_runtime.store.process_tags import new_process_tag, tagged_process_is_gone
 from boba_runtime.store.records_schema import PG_CALL_RECORDS, SQLITE_CALL_RECORDS
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,20 @@ class OutboxMessage(msgspec.Struct, frozen=True):
     body: str
     attempts: int
     first_attempt_at: str | None
+
+
+def outbox_message(row: Sequence[Any]) -> OutboxMessage:
+    """An `OutboxMessage` from `id, order_number, kind, to_phone, body, attempts,
+    first_attempt_at` (the column order of every outbox query)."""
+    return OutboxMessage(
+        id=int(row[0]),
+        order_number=row[1],
+        kind=row[2],
+        to=row[3],
+        body=row[4],
+        attempts=int(row[5]),
+        first_attempt_at=row[6],
+    )
 
 
 class SmsState(enum.Enum):
@@ -715,7 +729,7 @@ class _Db:
     def __init__(self, conn: _Conn, rng: random.Random, instance_id: str = "") -> None:
         self._rng = rng
         self.conn = conn
-        self.instance_id = instance_id or new_instance_id()
+        self.instance_id = instance_id or new_process_tag()
         try:
             with conn.session(), conn.migrating():
                 self._migrate()
@@ -1054,18 +1068,7 @@ class _Db:
             "ORDER BY m.next_attempt_at, m.id LIMIT ?",
             (format_precise_time(now), limit),
         )
-        return [
-            OutboxMessage(
-                id=int(r[0]),
-                order_number=r[1],
-                kind=r[2],
-                to=r[3],
-                body=r[4],
-                attempts=int(r[5]),
-                first_attempt_at=r[6],
-            )
-            for r in rows
-        ]
+        return [outbox_message(r) for r in rows]
 
     def mark_sms_sending(self, message_id: int, now: datetime) -> bool:
         precise = format_precise_time(now)
@@ -1119,15 +1122,7 @@ class _Db:
             "FROM sms_outbox m JOIN orders o ON o.id = m.order_id WHERE m.id = ?",
             (message_id,),
         ).fetchone()
-        return OutboxMessage(
-            id=int(r[0]),
-            order_number=r[1],
-            kind=r[2],
-            to=r[3],
-            body=r[4],
-            attempts=int(r[5]),
-            first_attempt_at=r[6],
-        )
+        return outbox_message(r)
 
     def mark_sms_result(
         self,
@@ -1274,30 +1269,10 @@ def add_event_row(conn: _Conn, now: str, data: str) -> None:
     conn.notify_change()
 
 
-def new_instance_id() -> str:
-    """Who claims outbox rows: `host:pid:random` (the random part tells a restarted
-    container's pid 1 from its previous life)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
 def instance_is_dead(instance: str, me: str) -> bool:
-    """True when `instance` ran on this host in a process that no longer runs. On another
-    host, or in this very process (tests open several stores in one), we cannot know:
-    the claim's age decides."""
-    host, _, rest = instance.partition(":")
-    pid_text, _, _ = rest.partition(":")
-    if instance == me or host != me.partition(":")[0] or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # someone else's live process
-    return False
+    """Whether an outbox claimer is certainly gone. In this very process (tests open
+    several stores in one) we cannot know: the claim's age decides."""
+    return tagged_process_is_gone(instance, me, same_pid_is_gone=False)
 
 
 def received_drinks(conn: _Conn) -> list[tuple[str, int]]:
@@ -1457,7 +1432,7 @@ class OrderStore:
         how long a write waits for another process's write before `StoreUnavailable`.
         """
         chooser = rng if rng is not None else random.SystemRandom()
-        instance_id = new_instance_id()
+        instance_id = new_process_tag()
         connect: Callable[[], _Conn]
         if database_url.startswith(POSTGRES_SCHEMES):
             where = redact_url(database_url)
