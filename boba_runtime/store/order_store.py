@@ -459,6 +459,19 @@ class _SqliteConn:
     # rolled back: its outcome is known, never ambiguous.
     ambiguous_errors: tuple[type[BaseException], ...] = ()
 
+    def _switch_to_wal(self, busy_timeout: float) -> str:
+        """`PRAGMA journal_mode = WAL`, retried: on a new file it needs a lock SQLite does
+        not wait for (no busy handler), so two workers opening one fresh store at once saw
+        "database is locked" at start (test_sigterm_during_worker_start_up_is_a_clean_stop)."""
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                return str(self.raw.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
+
     def __init__(self, path: str, busy_timeout: float) -> None:
         if path != ":memory:":
             _create_private_file(Path(path))
@@ -470,7 +483,7 @@ class _SqliteConn:
         )
         try:
             self.raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            mode = self.raw.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._switch_to_wal(busy_timeout)
             if path != ":memory:" and str(mode).lower() != "wal":
                 raise StoreUnavailable(f"could not switch the database to WAL mode ({mode})")
             self.raw.execute("PRAGMA synchronous = FULL")
